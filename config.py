@@ -1,0 +1,238 @@
+"""Configuration: read once at start-up (file, then environment, then flags) into one typed object."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+from urllib.parse import urlsplit
+
+from signatures import standard_webhook_key
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_STATE = "monitor.db"
+PUBLIC_MIN_INTERVAL = 30.0
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file, the feed and the problem."""
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    name: str
+    url: str
+    kind: str | None = None
+    interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    feeds: tuple[FeedConfig, ...]
+    interval: float = 180.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    json_output: bool = False
+    once: bool = False
+    replay: bool = False
+    log_level: str = "INFO"
+    state_path: str = DEFAULT_STATE
+    retention_days: int = 90
+    concurrency: int = 50
+    request_timeout: float = 20.0
+    max_body_bytes: int = 5 * 1024 * 1024
+    require_signatures: bool = False
+    incident_io_secret: str | None = field(default=None, repr=False)
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def feed_interval(self, feed: FeedConfig) -> float:
+        return feed.interval if feed.interval is not None else self.interval
+
+    def secret_for(self, provider: str) -> str | None:
+        return self.webhook_secrets.get(provider_env_name(provider))
+
+
+# --- the TOML file, validated at the edge ---
+
+def _positive(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class _FeedFile(_Strict):
+    name: str = Field(min_length=1)
+    url: str
+    kind: Optional[Literal["statuspage", "incidentio", "per-update"]] = None
+    interval: Optional[float] = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: float | None) -> float | None:
+        return value if value is None else _positive(value)
+
+
+class _ServerFile(_Strict):
+    host: Optional[str] = None
+    port: Optional[int] = Field(default=None, ge=0, le=65535)
+
+
+class _WebhooksFile(_Strict):
+    incident_io_secret: Optional[str] = None
+    secrets: dict[str, str] = {}
+    require_signatures: Optional[bool] = None
+
+
+class _ConfigFile(_Strict):
+    interval: Optional[float] = None
+    state: Optional[str] = None
+    retention_days: Optional[int] = Field(default=None, ge=1)
+    concurrency: Optional[int] = Field(default=None, ge=1, le=10000)
+    request_timeout: Optional[float] = None
+    server: _ServerFile = _ServerFile()
+    webhooks: _WebhooksFile = _WebhooksFile()
+    feeds: list[_FeedFile] = []
+
+    @field_validator("interval", "request_timeout")
+    @classmethod
+    def _positive_seconds(cls, value: float | None) -> float | None:
+        return value if value is None else _positive(value)
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = list(error["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "feeds" and isinstance(loc[1], int):
+        index = loc[1]
+        feeds = raw.get("feeds") or []
+        name = feeds[index].get("name") if index < len(feeds) and isinstance(feeds[index], dict) else None
+        where = f"feed #{index + 1}" + (f" ({name!r})" if name else "") + ": "
+        loc = loc[2:]
+    key = ".".join(str(part) for part in loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "missing"
+    return f"{where}{key}: {message}" if key else f"{where}{message}"
+
+
+def load_file(path: str | Path) -> _ConfigFile:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    try:
+        return _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, raw) for e in exc.errors())
+        raise ConfigError(f"config file {path}: {problems}") from None
+
+
+def provider_env_name(provider: str) -> str:
+    """`WEBHOOK_SECRET_<PROVIDER>`'s suffix: upper-cased, other characters as `_`."""
+    return re.sub(r"[^A-Z0-9]", "_", provider.upper())
+
+
+def build_config(
+    defaults: tuple[FeedConfig, ...],
+    file_path: str | None,
+    env: Mapping[str, str] = os.environ,
+    **flags: Any,
+) -> Config:
+    """File, then environment, then flags (flags set to None are not given)."""
+    config = Config(feeds=defaults)
+    if file_path:
+        data = load_file(file_path)
+        secrets = {provider_env_name(k): v for k, v in data.webhooks.secrets.items()}
+        config = replace(
+            config,
+            feeds=tuple(FeedConfig(f.name, f.url, f.kind, f.interval) for f in data.feeds) or defaults,
+            interval=data.interval or config.interval,
+            host=data.server.host or config.host,
+            port=data.server.port if data.server.port is not None else config.port,
+            state_path=data.state or config.state_path,
+            retention_days=data.retention_days or config.retention_days,
+            concurrency=data.concurrency or config.concurrency,
+            request_timeout=data.request_timeout or config.request_timeout,
+            incident_io_secret=data.webhooks.incident_io_secret,
+            webhook_secrets=secrets,
+            require_signatures=bool(data.webhooks.require_signatures),
+        )
+        _check_unique(config.feeds, file_path)
+        if data.webhooks.incident_io_secret:
+            _check_secret(data.webhooks.incident_io_secret, f"config file {file_path}: webhooks.incident_io_secret")
+        for provider, secret in data.webhooks.secrets.items():
+            _check_secret(secret, f"config file {file_path}: webhooks.secrets.{provider}")
+    secrets = dict(config.webhook_secrets)
+    for name, value in env.items():
+        if name.startswith("WEBHOOK_SECRET_") and value:
+            _check_secret(value, f"environment variable {name}")
+            secrets[name.removeprefix("WEBHOOK_SECRET_")] = value
+    if env.get("INCIDENT_IO_WEBHOOK_SECRET"):
+        _check_secret(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
+    config = replace(
+        config,
+        incident_io_secret=env.get("INCIDENT_IO_WEBHOOK_SECRET") or config.incident_io_secret,
+        webhook_secrets=secrets,
+    )
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "interval" in given:
+        _positive_flag(given["interval"])
+    return replace(config, **given)
+
+
+def _check_secret(secret: str, what: str) -> None:
+    try:
+        standard_webhook_key(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _positive_flag(value: float) -> None:
+    try:
+        _positive(value)
+    except ValueError as exc:
+        raise ConfigError(f"--interval: {exc}") from None
+
+
+def _check_unique(feeds: tuple[FeedConfig, ...], path: str) -> None:
+    seen: set[str] = set()
+    for index, feed in enumerate(feeds):
+        if feed.url in seen:
+            raise ConfigError(f"config file {path}: feed #{index + 1} ({feed.name!r}): url {feed.url} is listed twice")
+        seen.add(feed.url)
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def fast_public_feeds(config: Config) -> list[FeedConfig]:
+    """Public feeds polled more often than every 30 s: worth a warning, not a refusal."""
+    return [
+        feed for feed in config.feeds
+        if config.feed_interval(feed) < PUBLIC_MIN_INTERVAL and not is_loopback(feed.url)
+    ]

@@ -1,0 +1,280 @@
+"""The normalised event model, the one place that decides what is new, and the outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Protocol
+
+if TYPE_CHECKING:
+    from state import Store
+
+log = logging.getLogger("monitor.events")
+
+RESOLVED_STATUSES = frozenset({"resolved", "completed", "postmortem", "closed"})
+# An incident whose source never says "resolved" (AWS, Google Cloud) counts as open at
+# start-up only if its last update is this recent.
+UNSTATED_OPEN_WINDOW = timedelta(days=7)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Event:
+    """One incident update, whatever its source. `keys[0]` names the update; further keys
+    are other sources' names for the same update, so that it is announced once."""
+
+    provider: str
+    title: str
+    status: str
+    message: str
+    incident_id: str
+    url: str | None
+    source: str
+    keys: tuple[str, ...]
+    components: list[str] = field(default_factory=list)
+    event_type: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime | None = None
+    # A snapshot restates an incident's whole state (incident.io): an older one than
+    # already seen is stale, not news.
+    snapshot: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+    @property
+    def product(self) -> str | None:
+        return ", ".join(self.components) or None
+
+    def to_dict(self) -> dict:
+        return {
+            "provider": self.provider,
+            "product": self.product,
+            "components": list(self.components),
+            "title": self.title,
+            "status": self.status,
+            "message": self.message,
+            "incident_id": self.incident_id,
+            "url": self.url,
+            "source": self.source,
+            "event_type": self.event_type,
+            "occurred_at": _iso(self.occurred_at),
+            "received_at": _iso(self.received_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, keys: tuple[str, ...] = ()) -> "Event":
+        return cls(
+            provider=data["provider"],
+            title=data["title"],
+            status=data["status"],
+            message=data["message"],
+            incident_id=data["incident_id"],
+            url=data["url"],
+            source=data["source"],
+            keys=keys,
+            components=list(data.get("components") or []),
+            event_type=data.get("event_type"),
+            occurred_at=_parse_iso(data.get("occurred_at")),
+            received_at=_parse_iso(data.get("received_at")),
+        )
+
+
+@dataclass
+class Incident:
+    """One incident as a feed shows it now, with its updates oldest first.
+    `open` is None where the source never states that an incident ended."""
+
+    incident_id: str
+    updates: list[Event]
+    open: bool | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def format_text(event: Event) -> str:
+    when = (event.occurred_at or event.received_at or utcnow()).astimezone(timezone.utc)
+    head = f"[{when:%Y-%m-%d %H:%M:%S}] Provider: {event.provider}"
+    if event.product:
+        head += f" | Product: {event.product}"
+    message = " ".join(event.message.split())
+    lines = [head, f"Status: {event.status}" + (f" - {message}" if message else "")]
+    incident = " ".join(part for part in (event.title, event.url) if part)
+    if incident:
+        lines.append(f"Incident: {incident}")
+    if event.event_type:
+        lines.append(f"Event: {event.event_type}")
+    return "\n".join(lines) + "\n\n"
+
+
+def format_json(event: Event) -> str:
+    return json.dumps(event.to_dict(), ensure_ascii=False) + "\n"
+
+
+class Output(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class StreamOutput:
+    """Writes each event to a stream (stdout) and flushes, so a pipe sees it at once."""
+
+    def __init__(self, json_lines: bool, stream: IO[str] | None = None) -> None:
+        self._format = format_json if json_lines else format_text
+        self._stream = stream
+
+    def emit(self, event: Event) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(self._format(event))
+        stream.flush()
+
+
+@dataclass
+class HandlerStats:
+    events_total: int = 0
+    duplicates_total: int = 0
+    stale_total: int = 0
+    baseline_total: int = 0
+
+
+class EventHandler:
+    """Decides whether an event is new (against the seen keys), announces it, records it.
+
+    An event is printed first and recorded second: a crash between the two prints it
+    again after a restart (at-least-once) rather than losing it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        outputs: list[Output],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._outputs = outputs
+        self._clock = clock
+        self._seen: set[str] = set()
+        self._latest: dict[tuple[str, str], datetime] = {}
+        self._open: dict[tuple[str, str], str] = {}
+        self.stats = HandlerStats()
+
+    async def load(self) -> None:
+        self._seen = await self._store.load_seen_keys()
+
+    def is_seen(self, event: Event) -> bool:
+        return any(key in self._seen for key in event.keys)
+
+    @property
+    def open_incidents(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for provider, _ in self._open:
+            counts[provider] = counts.get(provider, 0) + 1
+        return counts
+
+    async def handle(self, events: Iterable[Event]) -> list[Event]:
+        """Announces every event not seen before, oldest first; returns those announced."""
+        announced = []
+        for event in sorted(events, key=_age):
+            if self.is_seen(event):
+                self.stats.duplicates_total += 1
+                continue
+            if self._is_stale(event):
+                self.stats.stale_total += 1
+                log.info("stale update for %s %s ignored", event.provider, event.incident_id)
+                await self._store.add_keys(event.keys)
+                self._seen.update(event.keys)
+                continue
+            await self._announce(event)
+            announced.append(event)
+        return announced
+
+    async def handle_feed(
+        self, incidents: list[Incident], first_poll: bool, replay: bool
+    ) -> tuple[list[Event], list[str]]:
+        """Splits a feed's updates into those to announce and those to record silently.
+
+        On a feed's first poll, history is recorded silently and only incidents still open
+        are announced (their latest update); `replay` announces everything instead.
+        Returns the announced events and the keys to remember without announcing.
+        """
+        if not first_poll or replay:
+            events = [u for incident in incidents for u in incident.updates]
+            return await self.handle(events), []
+        now = self._clock()
+        to_announce: list[Event] = []
+        silent: list[str] = []
+        for incident in incidents:
+            if not incident.updates:
+                continue
+            latest = incident.updates[-1]
+            if self._still_open(incident, now):
+                to_announce.append(latest)
+                rest = incident.updates[:-1]
+            else:
+                rest = incident.updates
+            for update in rest:
+                self._track(update)
+                if not self.is_seen(update):
+                    silent.extend(update.keys)
+        self.stats.baseline_total += len(silent)
+        self._seen.update(silent)
+        return await self.handle(to_announce), silent
+
+    def _still_open(self, incident: Incident, now: datetime) -> bool:
+        if incident.open is not None:
+            return incident.open
+        latest = incident.updates[-1]
+        if latest.status.lower() in RESOLVED_STATUSES or latest.occurred_at is None:
+            return False
+        return now - latest.occurred_at <= UNSTATED_OPEN_WINDOW
+
+    def _is_stale(self, event: Event) -> bool:
+        if not event.snapshot or event.occurred_at is None:
+            return False
+        latest = self._latest.get((event.provider, event.incident_id))
+        return latest is not None and event.occurred_at < latest
+
+    def _track(self, event: Event) -> None:
+        """Keeps the incident's newest state; an older update never rolls it back."""
+        ident = (event.provider, event.incident_id)
+        latest = self._latest.get(ident)
+        if event.occurred_at is not None and latest is not None and event.occurred_at < latest:
+            return
+        if event.occurred_at is not None:
+            self._latest[ident] = event.occurred_at
+        if event.status.lower() in RESOLVED_STATUSES:
+            self._open.pop(ident, None)
+        else:
+            self._open[ident] = event.status
+
+    async def _announce(self, event: Event) -> None:
+        event.received_at = self._clock()
+        self._track(event)
+        for output in self._outputs:
+            try:
+                output.emit(event)
+            except Exception:
+                log.exception("output %s failed", type(output).__name__)
+        self._seen.update(event.keys)
+        self.stats.events_total += 1
+        await self._store.add_event(event)
+
+
+def _age(event: Event) -> datetime:
+    return event.occurred_at or datetime.min.replace(tzinfo=timezone.utc)

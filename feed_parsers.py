@@ -1,0 +1,306 @@
+"""Pure feed parsing: a feed document goes in, incidents with their updates come out.
+
+One function per feed family (FORMATS.md, part a); `parse_feed` validates the document
+and picks the family. Nothing here touches the network, the clock or any state.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import io
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import feedparser
+
+from event_handler import Event, Incident
+
+KINDS = ("statuspage", "incidentio", "per-update")
+
+# feedparser warnings that say nothing about the document being broken.
+_BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
+class FeedError(Exception):
+    """The body is not a usable feed: an error for that feed, never "no incidents"."""
+
+
+@dataclass
+class ParsedFeed:
+    kind: str
+    title: str
+    incidents: list[Incident]
+    entries: int
+
+
+def parse_feed(body: bytes, provider: str, feed_url: str, kind: str | None = None) -> ParsedFeed:
+    doc = _parse_document(body)
+    entries = doc.entries
+    if kind is None:
+        kind = detect_kind(doc)
+    if kind == "statuspage":
+        if not entries:
+            raise FeedError("a Statuspage feed with no entries (Statuspage feeds are never empty)")
+        incidents = [_statuspage_incident(e, provider) for e in entries]
+    elif kind == "incidentio":
+        incidents = [_incidentio_incident(e, provider) for e in entries]
+    else:
+        incidents = _per_update_incidents(entries, provider, feed_url)
+    return ParsedFeed(kind, doc.feed.get("title", ""), incidents, len(entries))
+
+
+def _parse_document(body: bytes) -> Any:
+    if not body.strip():
+        raise FeedError("empty body")
+    # A file object, never a string: feedparser fetches URLs and opens paths it is given.
+    doc = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
+    if doc.bozo and not isinstance(doc.bozo_exception, _BENIGN_BOZO):
+        raise FeedError(f"malformed feed: {doc.bozo_exception}")
+    if not doc.version:
+        raise FeedError("not an RSS or Atom feed (an HTML page or unknown document)")
+    if not doc.feed.get("title") and not doc.entries:
+        raise FeedError("feed has no title and no entries")
+    return doc
+
+
+def detect_kind(doc: Any) -> str:
+    generator = doc.feed.get("generator", "") or ""
+    if "incident.io" in generator.lower():
+        return "incidentio"
+    for entry in doc.entries[:5]:
+        if _INCIDENTIO_ID.search(entry.get("link", "") or entry.get("id", "")):
+            return "incidentio"
+        if _BLOCK_START.search(_content(entry)):
+            return "statuspage"
+    return "per-update"
+
+
+def _content(entry: Any) -> str:
+    content = entry.get("content")
+    if content:
+        return content[0].get("value", "")
+    return entry.get("summary", "") or ""
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    if not parsed:
+        return None
+    return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text with line breaks where the markup broke lines."""
+    text = re.sub(r"<\s*(br|/p|/li|/div|/h\d)\b[^>]*>", "\n", fragment, flags=re.I)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = html.unescape(text)
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- Atlassian Statuspage: one item per incident, every update a block, newest first ---
+
+_BLOCK_START = re.compile(r"<p>\s*<small>", re.I)
+_BLOCK = re.compile(
+    r"<small>(?P<when>.*?)</small>\s*(?:<br\s*/?>)?\s*<strong>(?P<label>.*?)</strong>\s*-?\s*(?P<body>.*)",
+    re.I | re.S,
+)
+_BLOCK_TIME = re.compile(r"(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2}),\s*(?P<hm>\d{1,2}:\d{2})\s*(?P<tz>[A-Za-z]*)")
+_STATUSPAGE_CODE = re.compile(r"/incidents/([A-Za-z0-9]+)")
+_MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
+# Abbreviations Statuspage pages print; an unknown one is read as UTC (the key does not use it).
+_TZ_OFFSETS = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2,
+    "EET": 2, "EEST": 3, "MSK": 3, "IST": 5.5, "SGT": 8, "HKT": 8, "JST": 9, "KST": 9,
+    "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13, "HST": -10, "AKST": -9, "AKDT": -8,
+    "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
+}
+_OPEN_STATUSPAGE = frozenset({"investigating", "identified", "monitoring", "in progress", "verifying"})
+
+
+@dataclass
+class StatuspageBlock:
+    local_time: str  # "MM-DD HH:MM" as the page printed it: the part of the key both feed and webhook know
+    occurred_at: datetime | None
+    label: str
+    text: str
+
+
+def statuspage_update_key(code: str, ordinal: int, label: str, local_time: str) -> str:
+    """Names one Statuspage update the same way from a feed block and from a webhook."""
+    return f"statuspage:{code}:{ordinal}:{label.lower()}:{local_time}"
+
+
+def _statuspage_blocks(content: str, published: datetime | None) -> list[StatuspageBlock]:
+    blocks = []
+    for chunk in _BLOCK_START.split(content)[1:]:
+        match = _BLOCK.search("<small>" + chunk)
+        if not match:
+            continue
+        label = html_to_text(match["label"]) or "Update"
+        when = html_to_text(match["when"])
+        local_time, occurred_at = _block_time(when, published)
+        blocks.append(StatuspageBlock(local_time, occurred_at, label, html_to_text(match["body"])))
+    blocks.reverse()
+    return blocks
+
+
+def _block_time(when: str, published: datetime | None) -> tuple[str, datetime | None]:
+    match = _BLOCK_TIME.search(when)
+    if not match or match["mon"].title() not in _MONTHS:
+        return " ".join(when.split()), None
+    month, day = _MONTHS[match["mon"].title()], int(match["day"])
+    hour, minute = (int(x) for x in match["hm"].split(":"))
+    local_time = f"{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
+    offset = timedelta(hours=_TZ_OFFSETS.get(match["tz"].upper(), 0))
+    # Blocks carry no year: take the item's, or the year before when that lands in the future.
+    reference = published or datetime.now(timezone.utc)
+    occurred_at = None
+    for year in (reference.year, reference.year - 1):
+        try:
+            candidate = datetime(year, month, day, hour, minute, tzinfo=timezone(offset))
+        except ValueError:
+            continue
+        occurred_at = candidate.astimezone(timezone.utc)
+        if occurred_at <= reference + timedelta(days=2):
+            break
+    return local_time, occurred_at
+
+
+def _statuspage_incident(entry: Any, provider: str) -> Incident:
+    link = entry.get("link", "")
+    match = _STATUSPAGE_CODE.search(link) or _STATUSPAGE_CODE.search(entry.get("id", ""))
+    code = match.group(1) if match else _digest(entry.get("id", link))
+    title = html_to_text(entry.get("title", ""))
+    published = _entry_time(entry)
+    updates = []
+    status = "Update"
+    for ordinal, block in enumerate(_statuspage_blocks(_content(entry), published), start=1):
+        if block.label.lower() != "update":
+            status = block.label
+        updates.append(
+            Event(
+                provider=provider,
+                title=title,
+                status=status,
+                message=block.text,
+                incident_id=code,
+                url=link or None,
+                source="rss",
+                keys=(statuspage_update_key(code, ordinal, block.label, block.local_time),),
+                occurred_at=block.occurred_at or published,
+            )
+        )
+    return Incident(code, updates, open=status.lower() in _OPEN_STATUSPAGE)
+
+
+# --- incident.io: one item per incident, holding only its latest state ---
+
+_INCIDENTIO_ID = re.compile(r"/incidents/([0-9A-HJKMNP-TV-Z]{26})\b")
+_INCIDENTIO_STATUS = re.compile(r"<b>\s*Status:\s*(?P<status>[^<]+?)\s*</b>", re.I)
+_INCIDENTIO_COMPONENTS = re.compile(r"<b>\s*Affected components\s*</b>(?P<list>.*)", re.I | re.S)
+_LIST_ITEM = re.compile(r"<li>(.*?)</li>", re.I | re.S)
+_COMPONENT_STATE = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def _incidentio_incident(entry: Any, provider: str) -> Incident:
+    link = entry.get("link", "") or entry.get("id", "")
+    match = _INCIDENTIO_ID.search(link) or _INCIDENTIO_ID.search(entry.get("id", ""))
+    incident_id = match.group(1) if match else _digest(entry.get("id", link))
+    content = _content(entry)
+    status_match = _INCIDENTIO_STATUS.search(content)
+    status = status_match["status"].strip() if status_match else "Update"
+    components_match = _INCIDENTIO_COMPONENTS.search(content)
+    message_html = content
+    if status_match:
+        message_html = message_html[status_match.end():]
+    components: list[str] = []
+    if components_match:
+        message_html = message_html[: message_html.lower().find("<b>affected components")]
+        for item in _LIST_ITEM.findall(components_match["list"]):
+            # "(Operational)" is the component's state now, not at the time of the update.
+            name = _COMPONENT_STATE.sub("", html_to_text(item))
+            if name and name not in components:
+                components.append(name)
+    message = html_to_text(message_html)
+    occurred_at = _entry_time(entry)
+    stamp = occurred_at.isoformat() if occurred_at else ""
+    event = Event(
+        provider=provider,
+        title=html_to_text(entry.get("title", "")),
+        status=status,
+        message=message,
+        incident_id=incident_id,
+        url=link.replace("//incidents/", "/incidents/") or None,
+        source="rss",
+        keys=(f"incidentio:{incident_id}:{stamp}:{status.lower()}:{_digest(message)}",),
+        components=components,
+        occurred_at=occurred_at,
+        snapshot=True,
+    )
+    return Incident(incident_id, [event], open=status.lower() != "resolved")
+
+
+# --- per-update feeds (AWS, Google Cloud, Azure, anything unknown): each entry an update ---
+
+_AWS_GUID = re.compile(r"#(?P<scope>[^#]+)_(?P<epoch>\d+)$")
+_GCP_ID = re.compile(r":feed:(?P<incident>[^.]+)\.")
+_STATUS_PREFIX = re.compile(
+    r"^\s*(?:\[(?P<bracket>[A-Za-z ]+)\]|(?P<word>RESOLVED|UPDATE|INVESTIGATING|IDENTIFIED|MONITORING|"
+    r"Service is operating normally|Service impact|Service disruption|Informational message)\s*:)\s*",
+    re.I,
+)
+
+
+def _status_from_title(title: str) -> tuple[str, str]:
+    """Reads "RESOLVED: x", "[RESOLVED] x", AWS's "Service impact: x"; returns (status, title)."""
+    status = None
+    while match := _STATUS_PREFIX.match(title):
+        prefix = (match["bracket"] or match["word"]).strip()
+        title = title[match.end():]
+        if prefix.lower() == "service is operating normally":
+            prefix = "Resolved"
+        if status is None or prefix.lower() == "resolved":
+            status = prefix
+    return (status or "Update").capitalize(), title.strip()
+
+
+def _per_update_incidents(entries: list[Any], provider: str, feed_url: str) -> list[Incident]:
+    groups: dict[str, list[Event]] = {}
+    for entry in entries:
+        entry_id = entry.get("id") or entry.get("link") or _digest(_content(entry))
+        if "://" not in entry_id and not entry_id.startswith("tag:"):
+            entry_id = f"{feed_url}#{entry_id}"
+        status, title = _status_from_title(html_to_text(entry.get("title", "")))
+        message = html_to_text(_content(entry))
+        aws, gcp = _AWS_GUID.search(entry_id), _GCP_ID.search(entry_id)
+        incident_id = aws["scope"] if aws else gcp["incident"] if gcp else entry_id
+        components = [t["term"] for t in entry.get("tags", []) if t.get("term")]
+        event = Event(
+            provider=provider,
+            title=title,
+            status=status,
+            message=message,
+            incident_id=incident_id,
+            url=entry.get("link") or None,
+            source="rss",
+            # The text is part of the key: Azure rewrites an item in place under one guid.
+            keys=(f"entry:{entry_id}:{_digest(message)}",),
+            components=components,
+            occurred_at=_entry_time(entry),
+        )
+        groups.setdefault(incident_id, []).append(event)
+    incidents = []
+    for incident_id, updates in groups.items():
+        updates.sort(key=lambda e: e.occurred_at or datetime.min.replace(tzinfo=timezone.utc))
+        resolved = updates[-1].status.lower() == "resolved"
+        incidents.append(Incident(incident_id, updates, open=False if resolved else None))
+    return incidents

@@ -1,0 +1,228 @@
+"""Status-page monitor: polls feeds and receives webhooks in one asyncio loop, and prints
+each new incident update once. `python3 main.py --help` lists the options."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import uvicorn
+
+from config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from event_handler import EventHandler, Output, StreamOutput
+from redact import redact_url
+from rss_poller import FeedPoller, make_client
+from state import StateError, Store
+from webhook_server import WebhookReceiver, create_app
+
+log = logging.getLogger("monitor")
+
+feed_configs = [
+    {"name": "OpenAI", "url": "https://status.openai.com/feed.rss"},
+    {"name": "GitHub", "url": "https://www.githubstatus.com/history.rss"},
+    {"name": "AWS", "url": "https://status.aws.amazon.com/rss/all.rss"},
+    {"name": "Cloudflare", "url": "https://www.cloudflarestatus.com/history.atom"},
+    {"name": "Slack", "url": "https://slack-status.com/feed/atom"},
+    {"name": "Google Cloud", "url": "https://status.cloud.google.com/en/feed.atom"},
+    {"name": "Anthropic", "url": "https://status.claude.com/history.atom"},
+]
+
+SHUTDOWN_GRACE = 3.0  # seconds in-flight polls and webhooks get after SIGINT/SIGTERM
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn inside our loop: the monitor, not uvicorn, owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+class Monitor:
+    def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
+        self.config = config
+        self.store = Store(config.state_path)
+        self.handler = EventHandler(self.store, outputs or [StreamOutput(config.json_output)])
+        self._stop = asyncio.Event()
+
+    async def open(self) -> None:
+        await self.store.open()
+        log.info("state in %s", self.config.state_path)
+        await self.store.prune(self.config.retention_days)
+        await self.handler.load()
+
+    async def start(
+        self,
+        feed_configs: Sequence[dict[str, Any]] | None = None,
+        rss_interval: float | None = None,
+        webhook_port: int | None = None,
+    ) -> None:
+        """Runs until SIGINT/SIGTERM (or `stop()`), then shuts down within the grace period."""
+        if feed_configs is not None:
+            self.config = replace(self.config, feeds=_feeds(feed_configs))
+        if rss_interval is not None:
+            self.config = replace(self.config, interval=float(rss_interval))
+        if webhook_port is not None:
+            self.config = replace(self.config, port=webhook_port)
+        config = self.config
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        async with make_client(config) as client:
+            poller = FeedPoller(config, self.handler, self.store, client)
+            await poller.load()
+            receiver = WebhookReceiver(config, self.handler, self.store)
+            await receiver.load()
+            app = create_app(config, receiver, self.handler, self.store, poller.feed_stats, lambda: vars(poller.stats))
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    host=config.host,
+                    port=config.port,
+                    lifespan="off",
+                    access_log=config.log_level == "DEBUG",
+                    log_level=config.log_level.lower(),
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                )
+            )
+            serving = asyncio.create_task(server.serve())
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.01)
+            if serving.done():
+                serving.result()
+                raise SystemExit(f"cannot serve HTTP on {config.host}:{config.port}")
+            self._announce_start(config)
+            poller.start()
+            await self._stop.wait()
+            log.info("shutting down")
+            server.should_exit = True
+            await poller.stop(SHUTDOWN_GRACE)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(serving, SHUTDOWN_GRACE + 1)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run_once(self) -> None:
+        async with make_client(self.config) as client:
+            poller = FeedPoller(self.config, self.handler, self.store, client)
+            await poller.load()
+            await poller.poll_all()
+            failed = [s for s in poller.feeds.values() if s.last_error]
+            for status in failed:
+                log.warning("feed %s (%s): %s", status.feed.name, redact_url(status.feed.url), status.last_error)
+
+    async def print_history(self, provider: str | None, since: datetime | None) -> None:
+        output = StreamOutput(self.config.json_output)
+        for event in await self.store.list_events(provider=provider, since=since, limit=1_000_000, oldest_first=True):
+            output.emit(event)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def _announce_start(self, config: Config) -> None:
+        log.info(
+            "monitoring %d feeds every %g s; HTTP on http://%s:%d",
+            len(config.feeds), config.interval, config.host, config.port,
+        )
+        if config.incident_io_secret is None:
+            if config.require_signatures:
+                log.warning("no incident.io secret: /webhook/incident-io refuses every request (--require-signatures)")
+            else:
+                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
+        if not config.webhook_secrets and not config.require_signatures:
+            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+
+
+def _feeds(configs: Sequence[dict[str, Any]]) -> tuple[FeedConfig, ...]:
+    return tuple(FeedConfig(c["name"], c["url"], c.get("kind"), c.get("interval")) for c in configs)
+
+
+def _since(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Monitor third-party status pages (feeds and webhooks); print each new incident update once.",
+        epilog="Events go to stdout; logs go to stderr.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="TOML config file (flags override it)")
+    parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
+    parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls of a feed (default 180)")
+    parser.add_argument("--json", action="store_true", default=None, dest="json_output", help="print one JSON object per line")
+    parser.add_argument("--once", action="store_true", help="poll every feed once, print, exit (no HTTP server)")
+    parser.add_argument("--replay", action="store_true", default=None, help="on a feed's first poll, announce its history too")
+    parser.add_argument("--state", metavar="PATH", dest="state_path", help="SQLite state file (default ./monitor.db; :memory: keeps nothing)")
+    parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
+    parser.add_argument("--history", action="store_true", help="print stored events and exit")
+    parser.add_argument("--provider", help="with --history: only this provider")
+    parser.add_argument("--since", type=_since, metavar="TIME", help="with --history: only events received since this ISO time")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper, help="stderr log level (default INFO)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = build_config(
+            _feeds(feed_configs),
+            args.config,
+            host=args.host,
+            port=args.port,
+            interval=args.interval,
+            json_output=args.json_output,
+            replay=args.replay,
+            state_path=args.state_path,
+            require_signatures=args.require_signatures,
+            log_level=args.log_level,
+            once=args.once or None,
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if config.log_level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    for feed in fast_public_feeds(config):
+        log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
+    return asyncio.run(_run(config, args))
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    monitor = Monitor(config)
+    try:
+        await monitor.open()
+    except StateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.history:
+            await monitor.print_history(args.provider, args.since)
+        elif config.once:
+            await monitor.run_once()
+        else:
+            await monitor.start()
+    finally:
+        await monitor.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

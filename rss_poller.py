@@ -1,0 +1,290 @@
+"""Scheduling and conditional fetching of feeds. Knows HTTP, not XML: bytes go to
+`feed_parsers`, the parsed incidents to the event handler, the outcome to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import httpx
+
+from config import Config, FeedConfig
+from event_handler import EventHandler
+from feed_parsers import FeedError, parse_feed
+from redact import redact_url
+from state import FeedRecord, Store
+
+log = logging.getLogger("monitor.poller")
+
+USER_AGENT = "status-page-monitor/1.0 (+https://github.com/; polite conditional GETs)"
+MAX_REDIRECTS = 5
+FAILING_AFTER = 3  # consecutive errors before a feed is reported failing
+MAX_RETRY_AFTER = 3600.0
+FIRST_POLL_SPREAD = 5.0  # seconds over which the first polls are spread at start-up
+
+
+class FetchError(Exception):
+    """The feed could not be fetched; the message is safe to log (no secrets)."""
+
+
+@dataclass
+class FetchResult:
+    status: int
+    body: bytes = b""
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class PollerStats:
+    polls_total: int = 0
+    not_modified_total: int = 0
+    poll_errors_total: int = 0
+
+
+@dataclass
+class FeedStatus:
+    """A feed's health as /stats shows it; `record` is the part that is persisted."""
+
+    feed: FeedConfig
+    record: FeedRecord
+    known: bool  # polled before (now or in an earlier run): not a first poll
+    last_error: str | None = None
+    failing: bool = False
+    kind: str | None = None
+    in_flight: bool = field(default=False, repr=False)
+
+
+def make_client(config: Config) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(config.request_timeout, connect=min(10.0, config.request_timeout))
+    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), MAX_RETRY_AFTER))
+
+
+async def fetch(
+    client: httpx.AsyncClient, url: str, record: FeedRecord, max_bytes: int, deadline: float
+) -> FetchResult:
+    """One conditional GET, bounded in total time and body size (after decompression)."""
+    headers = {}
+    if record.etag:
+        headers["If-None-Match"] = record.etag
+    if record.last_modified:
+        headers["If-Modified-Since"] = record.last_modified
+    try:
+        async with asyncio.timeout(deadline):
+            async with client.stream("GET", url, headers=headers) as response:
+                result = FetchResult(
+                    status=response.status_code,
+                    etag=response.headers.get("ETag"),
+                    last_modified=response.headers.get("Last-Modified"),
+                    retry_after=_retry_after(response.headers.get("Retry-After")),
+                )
+                if response.status_code != 200:
+                    return result
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit")
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FetchError(f"body exceeds the {max_bytes}-byte limit")
+                    chunks.append(chunk)
+                result.body = b"".join(chunks)
+                return result
+    except TimeoutError:
+        raise FetchError(f"no complete answer within {deadline:g} s") from None
+    except httpx.TooManyRedirects:
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects") from None
+    except httpx.TimeoutException:
+        raise FetchError("timed out") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+
+
+class FeedPoller:
+    def __init__(
+        self,
+        config: Config,
+        handler: EventHandler,
+        store: Store,
+        client: httpx.AsyncClient,
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._store = store
+        self._client = client
+        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.feeds: dict[str, FeedStatus] = {}
+        self.stats = PollerStats()
+
+    async def load(self) -> None:
+        records = await self._store.load_feeds()
+        for feed in self._config.feeds:
+            record = records.get(feed.url)
+            self.feeds[feed.url] = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
+
+    async def poll_all(self) -> None:
+        """Polls every feed once, concurrently (for --once)."""
+        await asyncio.gather(*(self.poll(status) for status in self.feeds.values() if not status.record.gone))
+
+    def start(self) -> None:
+        for status in self.feeds.values():
+            self._tasks.append(asyncio.create_task(self._loop(status), name=f"poll {status.feed.name}"))
+
+    async def stop(self, grace: float) -> None:
+        """No new polls; in-flight ones get `grace` seconds to finish, then are cancelled."""
+        self._stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Waits, unless stopping; returns False once the poller stops."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return True
+        return False
+
+    async def _loop(self, status: FeedStatus) -> None:
+        interval = self._config.feed_interval(status.feed)
+        delay = random.uniform(0, min(interval, FIRST_POLL_SPREAD))
+        if status.record.backoff_until:
+            delay = max(delay, status.record.backoff_until - time.time())
+        while not status.record.gone and await self._sleep(delay):
+            await self.poll(status)
+            delay = self._next_delay(status, interval)
+
+    def _next_delay(self, status: FeedStatus, interval: float) -> float:
+        record = status.record
+        if record.backoff_until and record.backoff_until > time.time():
+            return record.backoff_until - time.time()
+        if record.consecutive_errors:
+            base = min(interval, 30.0) * 2 ** min(record.consecutive_errors - 1, 10)
+            return min(base, max(interval, 1800.0)) * random.uniform(1.0, 1.2)
+        return interval * random.uniform(0.9, 1.1)
+
+    async def poll(self, status: FeedStatus) -> None:
+        feed, record = status.feed, status.record
+        silent: list[str] = []
+        async with self._semaphore:
+            status.in_flight = True
+            try:
+                result = await fetch(
+                    self._client, feed.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
+                )
+                silent = await self._process(status, result)
+            except FetchError as exc:
+                self._failed(status, str(exc), None)
+            except FeedError as exc:
+                self._failed(status, str(exc), record.last_status)
+            except Exception:
+                log.exception("feed %s: unexpected error", feed.name)
+                self._failed(status, "internal error (see the log)", record.last_status)
+            finally:
+                status.in_flight = False
+        self.stats.polls_total += 1
+        record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        await self._store.save_feed(record, silent)
+
+    async def _process(self, status: FeedStatus, result: FetchResult) -> list[str]:
+        feed, record = status.feed, status.record
+        record.last_status = result.status
+        if result.status == 304:
+            self.stats.not_modified_total += 1
+            self._succeeded(status)
+            return []
+        if result.status == 410:
+            record.gone = True
+            self.stats.poll_errors_total += 1
+            log.warning("feed %s (%s) answered 410 Gone: no longer polled", feed.name, redact_url(feed.url))
+            return []
+        if result.status != 200:
+            reason = f"HTTP {result.status}"
+            if result.status in (429, 503) and result.retry_after is not None:
+                record.backoff_until = time.time() + result.retry_after
+                reason += f", retrying after {result.retry_after:g} s"
+            self._failed(status, reason, result.status)
+            return []
+        parsed = await asyncio.to_thread(parse_feed, result.body, feed.name, feed.url, feed.kind)
+        _, silent = await self._handler.handle_feed(
+            parsed.incidents, first_poll=not status.known, replay=self._config.replay
+        )
+        status.known = True
+        status.kind = parsed.kind
+        record.entries = parsed.entries
+        record.etag, record.last_modified = result.etag, result.last_modified
+        self._succeeded(status)
+        return silent
+
+    def _succeeded(self, status: FeedStatus) -> None:
+        status.record.consecutive_errors = 0
+        status.record.backoff_until = None
+        status.last_error = None
+        if status.failing:
+            status.failing = False
+            log.warning("feed %s (%s) recovered", status.feed.name, redact_url(status.feed.url))
+
+    def _failed(self, status: FeedStatus, reason: str, http_status: int | None) -> None:
+        record = status.record
+        record.last_status = http_status
+        record.consecutive_errors += 1
+        status.last_error = reason
+        self.stats.poll_errors_total += 1
+        log.debug("feed %s: %s", status.feed.name, reason)
+        if record.consecutive_errors >= FAILING_AFTER and not status.failing:
+            status.failing = True
+            log.warning(
+                "feed %s (%s) is failing: %s (%d errors in a row; still retrying)",
+                status.feed.name, redact_url(status.feed.url), reason, record.consecutive_errors,
+            )
+
+    def feed_stats(self) -> list[dict]:
+        return [
+            {
+                "name": s.feed.name,
+                "url": redact_url(s.feed.url),
+                "kind": s.kind or s.feed.kind,
+                "last_status": s.record.last_status,
+                "last_polled_at": s.record.last_polled_at,
+                "consecutive_errors": s.record.consecutive_errors,
+                "failing": s.failing,
+                "last_error": s.last_error,
+                "gone": s.record.gone,
+                "entries": s.record.entries,
+            }
+            for s in self.feeds.values()
+        ]

@@ -1,0 +1,267 @@
+"""Durable state in one SQLite file: seen update keys, announced events, feed validators and
+health, webhook delivery ids. Every call runs on one worker thread, so the event loop never
+waits on the disk and the connection is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+from event_handler import Event
+
+APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
+SCHEMA_VERSION = 1
+DELIVERY_TTL = timedelta(hours=72)  # providers retry for 24 h with fresh timestamps
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_keys (
+    key TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    provider TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE TABLE IF NOT EXISTS feeds (
+    url TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    last_status INTEGER,
+    last_polled_at TEXT,
+    consecutive_errors INTEGER NOT NULL DEFAULT 0,
+    backoff_until REAL,
+    entries INTEGER NOT NULL DEFAULT 0,
+    gone INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+T = TypeVar("T")
+
+
+class StateError(Exception):
+    """The state file cannot be used; start-up stops with this message."""
+
+
+@dataclass
+class FeedRecord:
+    """What a feed's next poll needs to know, kept across restarts."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: int | None = None
+    last_polled_at: str | None = None
+    consecutive_errors: int = 0
+    backoff_until: float | None = None
+    entries: int = 0
+    gone: bool = False
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            path = Path(self.path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"state file {self.path}: cannot create its folder ({exc.strerror})") from None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(f"state file {self.path}: cannot be opened ({exc})") from None
+        try:
+            self._check(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            with _transaction(db):
+                _create(db)
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            reason = str(exc)
+            if "readonly" in reason or "unable to open" in reason:
+                raise StateError(f"state file {self.path}: cannot be written ({reason})") from None
+            raise StateError(f"state file {self.path}: not a usable SQLite database ({reason})") from None
+        except StateError:
+            db.close()
+            raise
+        self._db = db
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables and app_id != APPLICATION_ID:
+            raise StateError(f"state file {self.path}: is a database of another program; not touching it")
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state file {self.path}: written by a newer version (schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "Store.open() first"
+        return self._db
+
+    # --- seen keys and events ---
+
+    async def load_seen_keys(self) -> set[str]:
+        return await self._run(lambda: {row[0] for row in self.db.execute("SELECT key FROM seen_keys")})
+
+    async def add_keys(self, keys: Iterable[str]) -> None:
+        rows = [(key, time.time()) for key in keys]
+        if rows:
+            await self._run(self._add_keys, rows)
+
+    def _add_keys(self, rows: list[tuple[str, float]]) -> None:
+        with _transaction(self.db):
+            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", rows)
+
+    async def add_event(self, event: Event) -> None:
+        await self._run(self._add_event, event)
+
+    def _add_event(self, event: Event) -> None:
+        now = time.time()
+        with _transaction(self.db):
+            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", [(k, now) for k in event.keys])
+            self.db.execute(
+                "INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)",
+                (event.key, event.provider, event.source, event.to_dict()["received_at"], json.dumps(event.to_dict())),
+            )
+
+    async def list_events(
+        self,
+        provider: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        oldest_first: bool = False,
+    ) -> list[Event]:
+        return await self._run(self._list_events, provider, source, since, limit, oldest_first)
+
+    def _list_events(self, provider, source, since, limit, oldest_first) -> list[Event]:
+        clauses, params = [], []
+        if provider:
+            clauses.append("provider = ? COLLATE NOCASE")
+            params.append(provider)
+        if source:
+            clauses.append("source = ?")
+            params.append(source)
+        if since:
+            clauses.append("received_at >= ?")
+            params.append(since.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        order = "ASC" if oldest_first else "DESC"
+        rows = self.db.execute(
+            f"SELECT key, body FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id {order}",
+            (*params, limit),
+        ).fetchall()
+        return [Event.from_dict(json.loads(body), keys=(key,)) for key, body in rows]
+
+    async def prune(self, retention_days: int) -> None:
+        await self._run(self._prune, retention_days)
+
+    def _prune(self, retention_days: int) -> None:
+        cutoff = datetime.now(timezone.utc) - timedelta(days=retention_days)
+        with _transaction(self.db):
+            self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff.isoformat().replace("+00:00", "Z"),))
+            self.db.execute("DELETE FROM deliveries WHERE received_at < ?", (time.time() - DELIVERY_TTL.total_seconds(),))
+
+    # --- feeds ---
+
+    async def load_feeds(self) -> dict[str, FeedRecord]:
+        return await self._run(self._load_feeds)
+
+    def _load_feeds(self) -> dict[str, FeedRecord]:
+        names = [f.name for f in fields(FeedRecord)]
+        rows = self.db.execute(f"SELECT {', '.join(names)} FROM feeds").fetchall()
+        records = {}
+        for row in rows:
+            record = FeedRecord(**dict(zip(names, row)))
+            record.gone = bool(record.gone)
+            records[record.url] = record
+        return records
+
+    async def save_feed(self, record: FeedRecord, silent_keys: Iterable[str] = ()) -> None:
+        """Saves a poll's outcome, with the keys it recorded silently, in one transaction.
+        Called after the poll's events were stored: a crash before it only repeats the poll."""
+        await self._run(self._save_feed, FeedRecord(**asdict(record)), list(silent_keys))
+
+    def _save_feed(self, record: FeedRecord, silent_keys: list[str]) -> None:
+        values = asdict(record)
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        now = time.time()
+        with _transaction(self.db):
+            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", [(k, now) for k in silent_keys])
+            self.db.execute(f"INSERT OR REPLACE INTO feeds ({columns}) VALUES ({marks})", list(values.values()))
+
+    # --- webhook deliveries ---
+
+    async def load_deliveries(self) -> set[str]:
+        cutoff = time.time() - DELIVERY_TTL.total_seconds()
+        return await self._run(
+            lambda: {r[0] for r in self.db.execute("SELECT id FROM deliveries WHERE received_at >= ?", (cutoff,))}
+        )
+
+    async def add_delivery(self, delivery_id: str) -> None:
+        await self._run(self._add_delivery, delivery_id)
+
+    def _add_delivery(self, delivery_id: str) -> None:
+        with _transaction(self.db):
+            self.db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (delivery_id, time.time()))
+
+
+def _create(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

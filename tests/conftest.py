@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from config import Config, FeedConfig  # noqa: E402
+from event_handler import Event  # noqa: E402
+from feedserver import FeedServer  # noqa: E402
+from main import Monitor  # noqa: E402
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def feed(name: str) -> bytes:
+    return fixture_bytes(f"feeds/{name}")
+
+
+@pytest.fixture
+def feeds():
+    server = FeedServer()
+    yield server
+    server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Captured:
+    """An output that keeps events, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def make_config(tmp_path: Path, feeds: list[tuple[str, str]] | None = None, **options: Any) -> Config:
+    options.setdefault("state_path", str(tmp_path / "state.db"))
+    options.setdefault("request_timeout", 2.0)
+    return replace(Config(feeds=tuple(FeedConfig(n, u) for n, u in (feeds or []))), **options)
+
+
+class RunningMonitor:
+    """The real Monitor (uvicorn server, poller, handler, SQLite) on its own thread and loop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = replace(config, port=config.port or free_port())
+        self.output = Captured()
+        self.monitor = Monitor(self.config, outputs=[self.output])
+        self.base = f"http://127.0.0.1:{self.config.port}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        async def main() -> None:
+            await self.monitor.open()
+            try:
+                await self.monitor.start()
+            finally:
+                await self.monitor.close()
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:  # surfaced by stop()
+            self._error = exc
+
+    def __enter__(self) -> "RunningMonitor":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"monitor did not start: {self._error!r}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self.monitor.stop)
+        self._thread.join(15)
+        if self._error:
+            raise self._error
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        raise AssertionError("condition not reached in time")
+
+
+def run_main(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_main(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_http(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")

@@ -1,0 +1,157 @@
+"""The pure feed parsers, on real provider feeds (FORMATS.md part a and b)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import feed
+
+from feed_parsers import FeedError, parse_feed
+
+
+def parse(name: str, kind: str | None = None, provider: str = "P"):
+    return parse_feed(feed(name), provider, "https://example.test/feed", kind)
+
+
+def keys(parsed) -> list[str]:
+    return [u.key for incident in parsed.incidents for u in incident.updates]
+
+
+def test_statuspage_rss_and_atom_name_updates_alike():
+    rss, atom = parse("statuspage_github_history.rss"), parse("statuspage_github_history.atom")
+    assert rss.kind == atom.kind == "statuspage"
+    assert len(rss.incidents) == 25
+    assert keys(rss) == keys(atom)
+
+
+def test_statuspage_blocks_are_oldest_first_and_update_label_keeps_status():
+    parsed = parse("statuspage_github_history.rss")
+    incident = parsed.incidents[0]
+    assert incident.incident_id == "f314nlctbfs5"
+    assert [u.status for u in incident.updates] == ["Investigating", "Investigating", "Investigating", "Resolved"]
+    assert "Update" not in {u.status for i in parsed.incidents for u in i.updates}
+    first = incident.updates[0]
+    assert first.message == "We are investigating reports of degraded performance for Actions"
+    assert first.occurred_at.isoformat() == "2026-02-03T16:10:00+00:00"
+    assert first.title == "Delays in UI updates for Actions Runs"
+    assert first.url == "https://www.githubstatus.com/incidents/f314nlctbfs5"
+    assert "<" not in incident.updates[-1].message
+    assert incident.open is False
+
+
+def test_statuspage_new_blocks_between_snapshots_and_postmortem_edit():
+    day1 = parse("statuspage_github_history_snapshot_2026-07-09.atom")
+    day2 = parse("statuspage_github_history_snapshot_2026-07-10.atom")
+    day3 = parse("statuspage_github_history_snapshot_2026-07-11.atom")
+    new = [u for i in day2.incidents for u in i.updates if u.key not in set(keys(day1))]
+    assert len(new) == 11
+    assert {u.incident_id for u in new} == {"cstx3v63mklm"}
+    assert new == sorted(new, key=lambda u: u.occurred_at)
+    assert new[-1].status == "Resolved"
+    # Day 3 only rewrote the text of the resolved incident: nothing new.
+    assert set(keys(day3)) <= set(keys(day2))
+    open_day1 = [i for i in day1.incidents if i.open]
+    assert [i.incident_id for i in open_day1] == ["cstx3v63mklm"]
+    assert open_day1[0].updates[-1].status == "Investigating"
+
+
+def test_statuspage_markup_spellings_and_other_pages():
+    for name, incidents in [("statuspage_claude_history.atom", 25), ("statuspage_moonpay_history.rss", 25),
+                            ("statuspage_streamyard_history.rss", 17)]:
+        parsed = parse(name)
+        assert parsed.kind == "statuspage"
+        assert len(parsed.incidents) == incidents
+        assert all(i.updates for i in parsed.incidents)
+        assert all(u.occurred_at is not None for i in parsed.incidents for u in i.updates)
+
+
+def test_scheduled_maintenance_header_is_not_an_update():
+    parsed = parse("statuspage_github_history_snapshot_2025-05-23.atom")
+    maintenance = parsed.incidents[0]
+    assert maintenance.updates[0].title == "Codespaces Scheduled Maintenance"
+    assert all("THIS IS A SCHEDULED EVENT" not in u.message for u in maintenance.updates)
+    assert maintenance.updates[0].status == "Scheduled"
+    assert maintenance.open is False
+
+
+def test_title_edit_alone_changes_no_key():
+    body = feed("statuspage_github_history.rss").replace(
+        b"<title>Delays in UI updates for Actions Runs</title>", b"<title>Renamed incident</title>"
+    )
+    assert keys(parse_feed(body, "P", "u")) == keys(parse("statuspage_github_history.rss"))
+
+
+def test_incidentio_latest_state_components_and_ids():
+    parsed = parse("incidentio_openai_feed_trimmed.rss")
+    assert parsed.kind == "incidentio"
+    sso = parsed.incidents[0]
+    assert sso.incident_id == "01K80CBJD5Z64DF82KGT3K3QE0"
+    update = sso.updates[0]
+    assert update.status == "Monitoring"
+    assert update.components == ["Login"]
+    assert update.message == "We seeing recovery on impacted services, and we are monitoring."
+    assert update.url == "https://status.openai.com/incidents/01K80CBJD5Z64DF82KGT3K3QE0"
+    assert sso.open is True
+    assert [i.open for i in parsed.incidents[1:]] == [False, False]
+    atom = parse("incidentio_openai_feed_trimmed.atom")
+    assert atom.incidents[0].updates[0].components == []
+
+
+def test_incidentio_changed_status_is_a_new_key():
+    body = feed("incidentio_openai_feed_trimmed.rss")
+    changed = body.replace(b"<b>Status: Monitoring</b>", b"<b>Status: Resolved</b>", 2)
+    before, after = parse_feed(body, "P", "u"), parse_feed(changed, "P", "u")
+    assert before.incidents[0].updates[0].key != after.incidents[0].updates[0].key
+    assert keys(before)[1:] == keys(after)[1:]
+
+
+def test_aws_per_update_statuses_and_grouping():
+    parsed = parse("aws_all.rss")
+    assert parsed.kind == "per-update"
+    updates = [u for i in parsed.incidents for u in i.updates]
+    assert len(updates) == 50 and len(set(u.key for u in updates)) == 50
+    packet = next(i for i in parsed.incidents if i.incident_id == "directconnect-eu-central-1")
+    assert packet.updates[-1].status == "Resolved"
+    assert packet.updates[-1].title == "Increased Packet loss"
+    assert packet.updates[0].status == "Service impact"
+    assert packet.open is False
+    assert parse("aws_connect-eu-west-2_empty.rss").incidents == []
+
+
+def test_gcp_incident_before_the_dot_and_prefixes():
+    parsed = parse("gcp_feed_two_updates_trimmed.atom")
+    assert [i.incident_id for i in parsed.incidents] == ["ow5i3PPK96RduMcb1SsW"]
+    assert [u.status for u in parsed.incidents[0].updates] == ["Update", "Resolved"]
+    escaped = parse("gcp_feed_2022-04-01_escaped.atom").incidents[0].updates[0]
+    assert "<" not in escaped.message and escaped.message.startswith("Incident began at 2022-03-31 08:30")
+
+
+def test_azure_item_rewritten_in_place_is_new():
+    west = parse("azure_status_feed_2026-07-23_incident.rss").incidents[0].updates[0]
+    east = parse("azure_status_feed_2026-07-23_incident_eus.rss").incidents[0].updates[0]
+    assert west.incident_id == east.incident_id
+    assert west.key != east.key
+    assert "West US" in west.components
+    assert parse("azure_status_feed_empty.rss").incidents == []
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"<html><head><title>Error</title></head><body>Service unavailable</body></html>", "not an RSS or Atom"),
+        (b"", "empty body"),
+        (b"   \n", "empty body"),
+        (feed("statuspage_github_history.atom")[:20000], "malformed"),
+        (b"<rss><channel><title>x</title><item><title>a</titl></item></channel></rss>", "malformed"),
+        (b'{"status": "ok"}', "malformed feed"),
+    ],
+)
+def test_bad_documents_are_errors_not_empty_feeds(body, message):
+    with pytest.raises(FeedError, match=message):
+        parse_feed(body, "P", "u")
+
+
+def test_empty_statuspage_feed_is_an_error():
+    empty = b'<?xml version="1.0"?><rss version="2.0"><channel><title>X Status</title></channel></rss>'
+    assert parse_feed(empty, "P", "u").incidents == []
+    with pytest.raises(FeedError, match="Statuspage"):
+        parse_feed(empty, "P", "u", kind="statuspage")

@@ -1,0 +1,243 @@
+"""The poller against a real loopback feed server, with the real handler and SQLite state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+from conftest import Captured, feed, make_config
+
+from event_handler import EventHandler
+from rss_poller import FeedPoller, make_client
+from state import Store
+
+GITHUB_DAY1 = feed("statuspage_github_history_snapshot_2026-07-09.atom")
+GITHUB_DAY2 = feed("statuspage_github_history_snapshot_2026-07-10.atom")
+GITHUB_DAY3 = feed("statuspage_github_history_snapshot_2026-07-11.atom")
+
+
+class Rig:
+    """One monitor's poller, handler and store; `cycle()` polls every feed once."""
+
+    def __init__(self, config):
+        self.config = config
+        self.output = Captured()
+
+    async def __aenter__(self):
+        self.store = Store(self.config.state_path)
+        await self.store.open()
+        self.handler = EventHandler(self.store, [self.output])
+        await self.handler.load()
+        self.client = make_client(self.config)
+        self.poller = FeedPoller(self.config, self.handler, self.store, self.client)
+        await self.poller.load()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.client.aclose()
+        await self.store.close()
+
+    async def cycle(self) -> list:
+        before = len(self.output.events)
+        await self.poller.poll_all()
+        return self.output.events[before:]
+
+    def status(self, url):
+        return self.poller.feeds[url]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_first_poll_announces_open_incidents_then_only_new_blocks(tmp_path, feeds):
+    feeds.set("/gh.atom", GITHUB_DAY1)
+    url = feeds.url("/gh.atom")
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("GitHub", url)])) as rig:
+            first = await rig.cycle()
+            assert [(e.incident_id, e.status) for e in first] == [("cstx3v63mklm", "Investigating")]
+            assert await rig.cycle() == []
+            assert rig.poller.stats.not_modified_total == 1
+            feeds.set("/gh.atom", GITHUB_DAY2)
+            second = await rig.cycle()
+            assert len(second) == 11
+            assert [e.occurred_at for e in second] == sorted(e.occurred_at for e in second)
+            assert second[-1].status == "Resolved" and second[-1].message.startswith("This incident has been resolved")
+            assert "Update" not in {e.status for e in second}
+            feeds.set("/gh.atom", GITHUB_DAY3)  # postmortem text rewritten in place, <updated> moved
+            assert await rig.cycle() == []
+            assert rig.handler.stats.events_total == 12
+
+    run(scenario())
+    conditional = feeds.requests_to("/gh.atom")[1]
+    assert conditional.headers["if-none-match"].startswith('"')
+    assert conditional.headers["if-modified-since"].endswith("GMT")
+    assert conditional.status == 304
+
+
+def test_replay_announces_history_oldest_first(tmp_path, feeds):
+    feeds.set("/gh.rss", feed("statuspage_github_history.rss"))
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("GitHub", feeds.url("/gh.rss"))], replay=True)) as rig:
+            events = await rig.cycle()
+            assert len(events) == 128
+            assert [e.occurred_at for e in events] == sorted(e.occurred_at for e in events)
+            assert await rig.cycle() == []
+
+    run(scenario())
+
+
+def test_incidentio_state_change_and_aws_new_entry(tmp_path, feeds):
+    openai = feed("incidentio_openai_feed_trimmed.rss")
+    aws = feed("aws_all.rss")
+    feeds.set("/openai.rss", openai)
+    feeds.set("/aws.rss", aws)
+    config = make_config(tmp_path, [("OpenAI", feeds.url("/openai.rss")), ("AWS", feeds.url("/aws.rss"))])
+
+    async def scenario():
+        async with Rig(config) as rig:
+            first = await rig.cycle()
+            assert [(e.provider, e.status) for e in first] == [("OpenAI", "Monitoring")]
+            feeds.set("/openai.rss", openai.replace(b"Status: Monitoring", b"Status: Resolved").replace(
+                b"Mon, 20 Oct 2025 09:43:12 GMT", b"Mon, 20 Oct 2025 10:15:00 GMT"))
+            new_item = (
+                b"<item><title><![CDATA[Service impact: Increased latency]]></title>"
+                b"<link>https://status.aws.amazon.com/</link><pubDate>Tue, 18 Aug 2026 06:00:00 PDT</pubDate>"
+                b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
+                b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
+            )
+            feeds.set("/aws.rss", aws.replace(b"<item>", new_item + b"<item>", 1))
+            second = await rig.cycle()
+            assert sorted((e.provider, e.status, e.incident_id) for e in second) == [
+                ("AWS", "Service impact", "ec2-us-east-1"),
+                ("OpenAI", "Resolved", "01K80CBJD5Z64DF82KGT3K3QE0"),
+            ]
+            # An item dropping out of the feed is not an event.
+            feeds.set("/aws.rss", re.sub(rb"<item>.*?</item>", b"", aws, count=5, flags=re.S))
+            assert await rig.cycle() == []
+
+    run(scenario())
+
+
+def test_html_page_is_an_error_and_its_validators_are_not_kept(tmp_path, feeds):
+    feeds.set("/gh.atom", GITHUB_DAY1)
+    url = feeds.url("/gh.atom")
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("GitHub", url)])) as rig:
+            await rig.cycle()
+            feeds.set("/gh.atom", b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
+            assert await rig.cycle() == []
+            status = rig.status(url)
+            assert status.record.consecutive_errors == 1 and "not an RSS or Atom" in status.last_error
+            assert rig.poller.stats.poll_errors_total == 1
+            feeds.set("/gh.atom", GITHUB_DAY2, content_type="application/atom+xml")
+            events = await rig.cycle()
+            assert len(events) == 11  # nothing lost while the page served HTML
+            assert status.record.consecutive_errors == 0 and status.last_error is None
+
+    run(scenario())
+    requests = feeds.requests_to("/gh.atom")
+    html_etag = requests[1].headers.get("if-none-match")
+    assert requests[2].headers.get("if-none-match") == html_etag != None  # the HTML's validators were not sent
+
+
+def test_hanging_and_failing_feeds_do_not_hold_up_the_others(tmp_path, feeds):
+    feeds.set("/hang.rss", b"", hang=True)
+    feeds.set("/fail.rss", b"", status=500)
+    feeds.set("/gh.atom", GITHUB_DAY1)
+    config = make_config(
+        tmp_path,
+        [("Hang", feeds.url("/hang.rss")), ("Fail", feeds.url("/fail.rss")), ("GitHub", feeds.url("/gh.atom"))],
+        request_timeout=1.0,
+    )
+
+    async def scenario():
+        async with Rig(config) as rig:
+            started = time.monotonic()
+            events = await rig.cycle()
+            elapsed = time.monotonic() - started
+            assert [e.provider for e in events] == ["GitHub"]
+            assert rig.status(feeds.url("/hang.rss")).last_error in ("timed out", "no complete answer within 1.5 s")
+            assert rig.status(feeds.url("/fail.rss")).last_error == "HTTP 500"
+            assert rig.status(feeds.url("/fail.rss")).record.last_status == 500
+            assert elapsed < 10  # bounded by the deadline, not by the hanging server
+
+    run(scenario())
+
+
+def test_retry_after_gone_redirects_gzip_and_size_cap(tmp_path, feeds):
+    feeds.set("/limited.rss", b"", status=429, headers={"Retry-After": "120"})
+    feeds.set("/busy.rss", b"", status=503, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
+    feeds.set("/gone.rss", b"", status=410)
+    feeds.set("/moved.rss", b"", status=301, headers={"Location": "/claude.rss"})
+    feeds.set("/claude.rss", feed("statuspage_claude_history.rss"))
+    feeds.set("/loop.rss", b"", status=302, headers={"Location": "/loop.rss"})
+    feeds.set("/gz.rss", feed("incidentio_openai_feed_trimmed.rss"), gzip=True)
+    feeds.set("/huge.rss", feed("aws_all.rss"))
+    names = ["limited", "busy", "gone", "moved", "loop", "gz", "huge"]
+    paths = {n: f"/{n}.rss" for n in names}
+    config = make_config(tmp_path, [(n, feeds.url(p)) for n, p in paths.items()], max_body_bytes=50_000)
+
+    async def scenario():
+        async with Rig(config) as rig:
+            now = time.time()
+            events = await rig.cycle()
+            assert [e.provider for e in events] == ["gz"]
+            status = {n: rig.status(feeds.url(p)) for n, p in paths.items()}
+            assert status["moved"].record.last_status == 200 and status["moved"].record.entries == 25
+            assert 110 < status["limited"].record.backoff_until - now < 130
+            assert status["busy"].record.backoff_until - now > 3000  # capped at an hour
+            assert rig.poller._next_delay(status["limited"], 1.0) > 100
+            assert status["gone"].record.gone
+            assert "redirects" in status["loop"].last_error
+            assert "50000-byte limit" in status["huge"].last_error
+            await rig.cycle()
+            assert len(feeds.requests_to("/gone.rss")) == 1  # 410: never polled again
+
+    run(scenario())
+
+
+def test_failing_feed_is_reported_once_and_again_when_recovered(tmp_path, feeds, caplog):
+    feeds.set("/flaky.rss", b"", status=502)
+    url = feeds.url("/flaky.rss")
+    caplog.set_level(logging.WARNING, logger="monitor.poller")
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("Flaky", url)])) as rig:
+            for _ in range(5):
+                await rig.cycle()
+            assert rig.status(url).failing and rig.status(url).record.consecutive_errors == 5
+            feeds.set("/flaky.rss", GITHUB_DAY1, status=200)
+            await rig.cycle()
+            assert not rig.status(url).failing
+
+    run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "is failing" in m]) == 1
+    assert len([m for m in messages if "recovered" in m]) == 1
+
+
+def test_restart_resumes_with_stored_validators_and_announces_what_was_missed(tmp_path, feeds):
+    feeds.set("/gh.atom", GITHUB_DAY1)
+    feeds.set("/openai.rss", feed("incidentio_openai_feed_trimmed.rss"))
+    config = make_config(tmp_path, [("GitHub", feeds.url("/gh.atom")), ("OpenAI", feeds.url("/openai.rss"))])
+
+    async def first_run():
+        async with Rig(config) as rig:
+            return await rig.cycle()
+
+    async def second_run():
+        async with Rig(config) as rig:
+            return await rig.cycle(), rig.poller.stats.not_modified_total
+
+    assert len(run(first_run())) == 2
+    assert run(second_run()) == ([], 2)  # mostly 304s, nothing repeated
+    feeds.set("/gh.atom", GITHUB_DAY2)  # updates posted while the monitor was down
+    events, _ = run(second_run())
+    assert len(events) == 11
