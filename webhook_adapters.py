@@ -55,6 +55,10 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
@@ -144,7 +148,7 @@ def _generic(provider: str, body: dict) -> Event:
     status_value = incident.get("status")
     label = _str(_dict(status_value).get("label") if isinstance(status_value, dict) else status_value)
     message = _str(incident.get("message") or incident.get("body") or data.get("message"))
-    components = incident.get("components") or data.get("components") or []
+    components = _list(incident.get("components")) or _list(data.get("components"))
     names = [_str(c.get("name") if isinstance(c, dict) else c) for c in components if c]
     return Event(
         provider=provider,
@@ -169,9 +173,9 @@ def _local_minute(value: Any) -> str:
 
 def _statuspage_incident(provider: str, incident: dict) -> list[Event]:
     code = incident["id"]
-    updates = [u for u in incident.get("incident_updates") or [] if isinstance(u, dict)]
+    updates = [u for u in _list(incident.get("incident_updates")) if isinstance(u, dict)]
     updates.sort(key=lambda u: _str(u.get("created_at")))  # oldest first, as the feed counts them
-    components = [_str(c.get("name")) for c in incident.get("components") or [] if isinstance(c, dict)]
+    components = [_str(c.get("name")) for c in _list(incident.get("components")) if isinstance(c, dict)]
     title = _str(incident.get("name")) or code
     url = _str(incident.get("shortlink")) or None
     events = []
@@ -180,7 +184,7 @@ def _statuspage_incident(provider: str, incident: dict) -> list[Event]:
         status = _str(update.get("status")) or _str(incident.get("status")) or "update"
         label = humanise(status) if status != previous else "Update"
         previous = status
-        affected = [_str(c.get("name")) for c in update.get("affected_components") or [] if isinstance(c, dict)]
+        affected = [_str(c.get("name")) for c in _list(update.get("affected_components")) if isinstance(c, dict)]
         keys = [statuspage_update_key(code, ordinal, label, _local_minute(update.get("display_at") or update.get("created_at")))]
         if _str(update.get("id")):
             keys.insert(0, f"statuspage-update:{update['id']}")

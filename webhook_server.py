@@ -144,7 +144,7 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8", "bad_encoding") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Rejected(400, "body is not valid JSON", "bad_json") from None
 
 

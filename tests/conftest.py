@@ -59,6 +59,7 @@ class Captured:
 def make_config(tmp_path: Path, feeds: list[tuple[str, str]] | None = None, **options: Any) -> Config:
     options.setdefault("state_path", str(tmp_path / "state.db"))
     options.setdefault("request_timeout", 2.0)
+    options.setdefault("port", free_port())
     return replace(Config(feeds=tuple(FeedConfig(n, u) for n, u in (feeds or []))), **options)
 
 
@@ -66,7 +67,7 @@ class RunningMonitor:
     """The real Monitor (uvicorn server, poller, handler, SQLite) on its own thread and loop."""
 
     def __init__(self, config: Config) -> None:
-        self.config = replace(config, port=config.port or free_port())
+        self.config = config
         self.output = Captured()
         self.monitor = Monitor(self.config, outputs=[self.output])
         self.base = f"http://127.0.0.1:{self.config.port}"
