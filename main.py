@@ -35,6 +35,7 @@ feed_configs = [
     {"name": "Anthropic", "url": "https://status.claude.com/history.atom"},
 ]
 
+PRUNE_EVERY = 6 * 3600.0  # seconds between two deletions of expired events and delivery ids
 SHUTDOWN_GRACE = 3.0  # seconds in-flight polls and webhooks get after SIGINT/SIGTERM
 
 
@@ -102,15 +103,23 @@ class Monitor:
                 raise SystemExit(f"cannot serve HTTP on {config.host}:{config.port}")
             self._announce_start(config)
             poller.start()
+            pruning = asyncio.create_task(self._prune_daily())
             await self._stop.wait()
             log.info("shutting down")
+            pruning.cancel()
             server.should_exit = True
-            await poller.stop(SHUTDOWN_GRACE)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(serving, SHUTDOWN_GRACE + 1)
+                await asyncio.wait_for(
+                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving), SHUTDOWN_GRACE + 1
+                )
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _prune_daily(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            await self.store.prune(self.config.retention_days)
 
     async def run_once(self) -> None:
         async with make_client(self.config) as client:
@@ -177,6 +186,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop takes over: stop at once, cleanly
+        signal.signal(sig, lambda *_: sys.exit(0))
     args = parse_args(argv)
     try:
         config = build_config(

@@ -96,8 +96,10 @@ class Store:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StateError(f"state file {self.path}: cannot be opened ({exc})") from None
+            raise StateError(f"state file {self.path}: cannot be opened ({exc}); is its folder writable?") from None
         try:
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("database disk image is malformed")
             self._check(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -110,7 +112,7 @@ class Store:
             db.close()
             reason = str(exc)
             if "readonly" in reason or "unable to open" in reason:
-                raise StateError(f"state file {self.path}: cannot be written ({reason})") from None
+                raise StateError(f"state file {self.path}: cannot be written ({reason}); is its folder writable?") from None
             raise StateError(f"state file {self.path}: not a usable SQLite database ({reason})") from None
         except StateError:
             db.close()
