@@ -19,6 +19,8 @@ import pytest
 from conftest import ROOT, RunningMonitor, feed, fixture_bytes, free_port, make_config, start_main, wait_http
 from standardwebhooks.webhooks import Webhook
 
+from signatures import SignatureError, verify_standard_webhook
+
 SECRET = "whsec_" + base64.b64encode(b"test-secret-for-the-monitor-24b").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-rotated-secret-key").decode()
 GENERIC_SECRET = "It's a Secret to Everybody"
@@ -136,11 +138,25 @@ def test_bad_or_missing_signatures_are_401_and_print_nothing(monitor, mangle):
 def test_timestamp_window_is_five_minutes_both_ways(monitor):
     body = json.dumps(incident_io("public_incident.incident_created_v2")).encode()
     now = time.time()
-    for offset, expected in [(-301, 401), (301, 401), (-299, 200)]:
+    for offset, expected in [(-302, 401), (302, 401), (-298, 200)]:  # a second of slack for the clocks
         when = datetime.fromtimestamp(int(now) + offset, tz=timezone.utc)  # whole seconds, as sent
         answer = post(monitor, "/webhook/incident-io", body, signed(body, msg_id=f"msg_{offset}", timestamp=when))
         assert answer.status_code == expected, offset
     assert "timestamp" in httpx.get(monitor.base + "/stats").json()["webhooks_rejected_total"]
+
+
+@pytest.mark.parametrize("offset, accepted", [(-301, False), (301, False), (-299, True), (299, True)])
+def test_tolerance_boundary(offset, accepted):
+    body = b'{"a": 1}'
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    headers = {"webhook-id": "m", "webhook-timestamp": "1800000000",
+               "webhook-signature": by_hand(body, key, "m", 1800000000)}
+    now = 1800000000 - offset
+    if accepted:
+        assert verify_standard_webhook(key, headers, body, now=now) == "m"
+    else:
+        with pytest.raises(SignatureError, match="window"):
+            verify_standard_webhook(key, headers, body, now=now)
 
 
 def test_replays_and_retries_with_fresh_timestamps_print_once(monitor):
