@@ -177,12 +177,19 @@ def detect_kind(doc: Document) -> str:
     return "per-update"
 
 
+_LINE_BREAK = re.compile(r"<\s*(?:br|/p|/li|/div|/h\d)\b[^>]*>", re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
 def html_to_text(fragment: str) -> str:
     """Plain text with line breaks where the markup broke lines."""
-    text = re.sub(r"<\s*(br|/p|/li|/div|/h\d)\b[^>]*>", "\n", fragment, flags=re.I)
-    text = re.sub(r"<[^>]+>", "", text)
-    text = html.unescape(text)
-    lines = (" ".join(line.split()) for line in text.splitlines())
+    if "<" in fragment:
+        fragment = _TAG.sub("", _LINE_BREAK.sub("\n", fragment))
+    if "&" in fragment:
+        fragment = html.unescape(fragment)
+    if "\n" not in fragment:
+        return " ".join(fragment.split())
+    lines = (" ".join(line.split()) for line in fragment.splitlines())
     return "\n".join(line for line in lines if line)
 
 
@@ -207,6 +214,7 @@ _TZ_OFFSETS = {
     "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13, "HST": -10, "AKST": -9, "AKDT": -8,
     "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
 }
+_ZONES = {name: timezone(timedelta(hours=hours)) for name, hours in _TZ_OFFSETS.items()}
 _OPEN_STATUSPAGE = frozenset({"investigating", "identified", "monitoring", "in progress", "verifying"})
 
 
@@ -230,7 +238,7 @@ def _statuspage_blocks(content: str, published: datetime | None) -> list[Statusp
         if not match:
             continue
         label = html_to_text(match["label"]) or "Update"
-        when = html_to_text(match["when"])
+        when = _TAG.sub("", match["when"])
         local_time, occurred_at = _block_time(when, published)
         blocks.append(StatuspageBlock(local_time, occurred_at, label, html_to_text(match["body"])))
     blocks.reverse()
@@ -244,17 +252,18 @@ def _block_time(when: str, published: datetime | None) -> tuple[str, datetime | 
     month, day = _MONTHS[match["mon"].title()], int(match["day"])
     hour, minute = (int(x) for x in match["hm"].split(":"))
     local_time = f"{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
-    offset = timedelta(hours=_TZ_OFFSETS.get(match["tz"].upper(), 0))
+    zone = _ZONES.get(match["tz"].upper(), timezone.utc)
+    if published is None:
+        return local_time, None
     # Blocks carry no year: take the item's, or the year before when that lands in the future.
-    reference = published or datetime.now(timezone.utc)
     occurred_at = None
-    for year in (reference.year, reference.year - 1):
+    for year in (published.year, published.year - 1):
         try:
-            candidate = datetime(year, month, day, hour, minute, tzinfo=timezone(offset))
+            candidate = datetime(year, month, day, hour, minute, tzinfo=zone)
         except ValueError:
             continue
         occurred_at = candidate.astimezone(timezone.utc)
-        if occurred_at <= reference + timedelta(days=2):
+        if occurred_at <= published + timedelta(days=2):
             break
     return local_time, occurred_at
 

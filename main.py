@@ -10,9 +10,10 @@ import logging
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import uvicorn
 
@@ -35,6 +36,7 @@ feed_configs = [
     {"name": "Anthropic", "url": "https://status.claude.com/history.atom"},
 ]
 
+FLUSH_EVERY = 5.0  # seconds between two writes of feeds' validators and health
 PRUNE_EVERY = 6 * 3600.0  # seconds between two deletions of expired events and delivery ids
 SHUTDOWN_GRACE = 3.0  # seconds in-flight polls and webhooks get after SIGINT/SIGTERM
 
@@ -103,10 +105,10 @@ class Monitor:
                 raise SystemExit(f"cannot serve HTTP on {config.host}:{config.port}")
             self._announce_start(config)
             poller.start()
-            pruning = asyncio.create_task(self._prune_daily())
+            housekeeping = asyncio.create_task(self._housekeeping())
             await self._stop.wait()
             log.info("shutting down")
-            pruning.cancel()
+            housekeeping.cancel()
             server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
@@ -116,10 +118,15 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _prune_daily(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Writes feeds' health to disk now and then, and drops expired events."""
+        last_prune = time.monotonic()
         while True:
-            await asyncio.sleep(PRUNE_EVERY)
-            await self.store.prune(self.config.retention_days)
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.store.flush()
+            if time.monotonic() - last_prune > PRUNE_EVERY:
+                last_prune = time.monotonic()
+                await self.store.prune(self.config.retention_days)
 
     async def run_once(self) -> None:
         async with make_client(self.config) as client:
@@ -213,7 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
-    return asyncio.run(_run(config, args))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(_run(config, args))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (requirements.txt has it): cheaper sockets and TLS."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import httpx
 from config import Config, FeedConfig
 from event_handler import EventHandler
 from feed_parsers import FeedError, parse_feed
+from http_transport import AiohttpTransport
 from redact import redact_url
 from state import FeedRecord, Store
 
@@ -55,22 +56,37 @@ class FeedStatus:
     feed: FeedConfig
     record: FeedRecord
     known: bool  # polled before (now or in an earlier run): not a first poll
+    url: httpx.URL = field(init=False, repr=False)  # parsed once, not on every poll
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
-    in_flight: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = httpx.URL(self.feed.url)
+
+
+class _NoCookies(httpx.Cookies):
+    """Status feeds need no cookies; keeping them costs a fifth of a 304's CPU."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        pass
 
 
 def make_client(config: Config) -> httpx.AsyncClient:
+    """One client for every poll: httpx's interface on aiohttp's pool (see http_transport)."""
     timeout = httpx.Timeout(config.request_timeout, connect=min(10.0, config.request_timeout))
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
+        transport=AiohttpTransport(config.concurrency, httpx.create_ssl_context(trust_env=True)),
         timeout=timeout,
-        limits=limits,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         headers={"User-Agent": USER_AGENT},
     )
+    client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
+    return client
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -89,7 +105,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def fetch(
-    client: httpx.AsyncClient, url: str, record: FeedRecord, max_bytes: int, deadline: float
+    client: httpx.AsyncClient, url: httpx.URL | str, record: FeedRecord, max_bytes: int, deadline: float
 ) -> FetchResult:
     """One conditional GET, bounded in total time and body size (after decompression)."""
     headers = {}
@@ -201,10 +217,9 @@ class FeedPoller:
         feed, record = status.feed, status.record
         silent: list[str] = []
         async with self._semaphore:
-            status.in_flight = True
             try:
                 result = await fetch(
-                    self._client, feed.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
+                    self._client, status.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
                 )
                 silent = await self._process(status, result)
             except FetchError as exc:
@@ -214,8 +229,6 @@ class FeedPoller:
             except Exception:
                 log.exception("feed %s: unexpected error", feed.name)
                 self._failed(status, "internal error (see the log)", record.last_status)
-            finally:
-                status.in_flight = False
         self.stats.polls_total += 1
         record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         await self._store.save_feed(record, silent)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 T = TypeVar("T")
 
 
+
 class StateError(Exception):
     """The state file cannot be used; start-up stops with this message."""
 
@@ -74,11 +76,17 @@ class FeedRecord:
     gone: bool = False
 
 
+_FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
+_feed_row = operator.attrgetter(*_FEED_COLUMNS)
+_SAVE_FEED = f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) VALUES ({', '.join('?' * len(_FEED_COLUMNS))})"
+
+
 class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
         self._db: sqlite3.Connection | None = None
+        self._pending_feeds: dict[str, FeedRecord] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -132,6 +140,7 @@ class Store:
 
     async def close(self) -> None:
         if self._db is not None:
+            await self.flush()
             await self._run(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
@@ -211,28 +220,38 @@ class Store:
         return await self._run(self._load_feeds)
 
     def _load_feeds(self) -> dict[str, FeedRecord]:
-        names = [f.name for f in fields(FeedRecord)]
-        rows = self.db.execute(f"SELECT {', '.join(names)} FROM feeds").fetchall()
+        rows = self.db.execute(f"SELECT {', '.join(_FEED_COLUMNS)} FROM feeds").fetchall()
         records = {}
         for row in rows:
-            record = FeedRecord(**dict(zip(names, row)))
+            record = FeedRecord(*row)
             record.gone = bool(record.gone)
             records[record.url] = record
         return records
 
     async def save_feed(self, record: FeedRecord, silent_keys: Iterable[str] = ()) -> None:
-        """Saves a poll's outcome, with the keys it recorded silently, in one transaction.
-        Called after the poll's events were stored: a crash before it only repeats the poll."""
-        await self._run(self._save_feed, FeedRecord(**asdict(record)), list(silent_keys))
+        """Records a poll's outcome. Keys recorded silently (a first poll's baseline) are
+        committed at once with the feed's row, after the poll's events; anything else about
+        a feed (validators, health) waits for the next `flush()`: losing it in a crash costs
+        one refetch, never an event, and a 304 then costs no disk write."""
+        self._pending_feeds[record.url] = record
+        keys = list(silent_keys)
+        if keys:
+            await self._run(self._save_feeds, self._take_pending(), keys)
 
-    def _save_feed(self, record: FeedRecord, silent_keys: list[str]) -> None:
-        values = asdict(record)
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
+    async def flush(self) -> None:
+        if self._pending_feeds:
+            await self._run(self._save_feeds, self._take_pending(), [])
+
+    def _take_pending(self) -> list[tuple]:
+        rows = [_feed_row(record) for record in self._pending_feeds.values()]
+        self._pending_feeds.clear()
+        return rows
+
+    def _save_feeds(self, rows: list[tuple], silent_keys: list[str]) -> None:
         now = time.time()
         with _transaction(self.db):
             self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", [(k, now) for k in silent_keys])
-            self.db.execute(f"INSERT OR REPLACE INTO feeds ({columns}) VALUES ({marks})", list(values.values()))
+            self.db.executemany(_SAVE_FEED, rows)
 
     # --- webhook deliveries ---
 

@@ -1,0 +1,98 @@
+"""The monitor under test, in its own process: the real poller, handler and SQLite state,
+polling the benchmark feed server. Prints one JSON object with the figures of each cycle.
+
+    python3 bench/worker.py --base URL --feeds N --cycles 2 [--mutate-between] [--concurrency 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import asyncio
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config import Config, FeedConfig  # noqa: E402
+from event_handler import EventHandler, StreamOutput  # noqa: E402
+from main import event_loop_factory  # noqa: E402
+from rss_poller import FeedPoller, make_client  # noqa: E402
+from state import Store  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(args: argparse.Namespace) -> dict:
+    feeds = tuple(FeedConfig(f"feed{i}", f"{args.base}/feeds/{i}.rss") for i in range(args.feeds))
+    with tempfile.TemporaryDirectory() as folder:
+        config = replace(Config(feeds=feeds), concurrency=args.concurrency, state_path=os.path.join(folder, "state.db"),
+                         request_timeout=60.0)
+        store = Store(config.state_path)
+        await store.open()
+        with open(os.devnull, "w") as devnull:
+            handler = EventHandler(store, [StreamOutput(json_lines=True, stream=devnull)])
+            await handler.load()
+            async with make_client(config) as client:
+                poller = FeedPoller(config, handler, store, client)
+                await poller.load()
+                cycles = []
+                for cycle in range(args.cycles):
+                    if cycle and args.mutate_between:
+                        httpx.post(f"{args.base}/_mutate", params={"fraction": 0.015}, verify=False)
+                    before = {k: v for k, v in vars(poller.stats).items()}
+                    events_before = handler.stats.events_total
+                    gc.collect()
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    if args.profile and cycle == args.cycles - 1:
+                        profiler = cProfile.Profile()
+                        profiler.enable()
+                    await poller.poll_all()
+                    await store.flush()
+                    if args.profile and cycle == args.cycles - 1:
+                        profiler.disable()
+                        pstats.Stats(profiler, stream=sys.stderr).sort_stats(args.profile).print_stats(30)
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    after = vars(poller.stats)
+                    cycles.append({
+                        "wall_s": wall,
+                        "cpu_s": cpu,
+                        "polls": after["polls_total"] - before["polls_total"],
+                        "not_modified": after["not_modified_total"] - before["not_modified_total"],
+                        "errors": after["poll_errors_total"] - before["poll_errors_total"],
+                        "events": handler.stats.events_total - events_before,
+                        "rss_mb": rss_mb(),
+                    })
+        await store.close()
+    return {"feeds": args.feeds, "concurrency": args.concurrency, "cycles": cycles}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--feeds", type=int, required=True)
+    parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--mutate-between", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--profile", metavar="SORT", help="cProfile the last cycle to stderr, sorted by SORT")
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        print(json.dumps(runner.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
