@@ -56,12 +56,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
         )
+        body = await request.aread()
         try:
             response = await self._session_for_loop().request(
                 request.method,
                 str(request.url),
                 headers=request.headers.multi_items(),
-                data=request.content or None,
+                data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
             )
