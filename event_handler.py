@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Callable, Iterable, Protocol
 
+from seen import SeenSet, key_hash
+
 if TYPE_CHECKING:
     from state import Store
 
@@ -169,7 +171,7 @@ class EventHandler:
         self._store = store
         self._outputs = outputs
         self._clock = clock
-        self._seen: set[str] = set()
+        self._seen = SeenSet()
         self._latest: dict[tuple[str, str], datetime] = {}
         self._open: dict[tuple[str, str], str] = {}
         self.stats = HandlerStats()
@@ -187,38 +189,45 @@ class EventHandler:
             counts[provider] = counts.get(provider, 0) + 1
         return counts
 
-    async def handle(self, events: Iterable[Event]) -> list[Event]:
-        """Announces every event not seen before, oldest first; returns those announced."""
+    async def handle(self, events: Iterable[Event], delivery_id: str | None = None) -> list[Event]:
+        """Announces every event not seen before, oldest first; returns those announced.
+        A webhook's delivery id is committed with its last event (or alone): never before it."""
         announced = []
-        for event in sorted(events, key=_age):
+        pending = sorted(events, key=_age)
+        for index, event in enumerate(pending):
+            last = delivery_id if index == len(pending) - 1 else None
             if self.is_seen(event):
                 self.stats.duplicates_total += 1
+                if last is not None:
+                    await self._store.add_delivery(last)
                 continue
             if self._is_stale(event):
                 self.stats.stale_total += 1
                 log.info("stale update for %s %s ignored", event.provider, event.incident_id)
-                await self._store.add_keys(event.keys)
+                await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
                 continue
-            await self._announce(event)
+            await self._announce(event, delivery_id=last)
             announced.append(event)
+        if delivery_id is not None and not pending:
+            await self._store.add_delivery(delivery_id)
         return announced
 
     async def handle_feed(
         self, incidents: list[Incident], first_poll: bool, replay: bool
-    ) -> tuple[list[Event], list[str]]:
+    ) -> tuple[list[Event], list[int]]:
         """Splits a feed's updates into those to announce and those to record silently.
 
         On a feed's first poll, history is recorded silently and only incidents still open
         are announced (their latest update); `replay` announces everything instead.
-        Returns the announced events and the keys to remember without announcing.
+        Returns the announced events and the hashes of the keys recorded without a word.
         """
         if not first_poll or replay:
             events = [u for incident in incidents for u in incident.updates]
             return await self.handle(events), []
         now = self._clock()
         to_announce: list[Event] = []
-        silent: list[str] = []
+        silent: list[int] = []
         for incident in incidents:
             if not incident.updates:
                 continue
@@ -227,13 +236,12 @@ class EventHandler:
                 to_announce.append(latest)
                 rest = incident.updates[:-1]
             else:
+                if latest.snapshot:  # so that a stale copy of it is recognised later
+                    self._track(latest)
                 rest = incident.updates
-            for update in rest:
-                self._track(update)
-                if not self.is_seen(update):
-                    silent.extend(update.keys)
+            silent.extend(key_hash(key) for update in rest for key in update.keys)
+        self._seen.add_hashes(silent)
         self.stats.baseline_total += len(silent)
-        self._seen.update(silent)
         return await self.handle(to_announce), silent
 
     def _still_open(self, incident: Incident, now: datetime) -> bool:
@@ -263,7 +271,7 @@ class EventHandler:
         else:
             self._open[ident] = event.status
 
-    async def _announce(self, event: Event) -> None:
+    async def _announce(self, event: Event, delivery_id: str | None = None) -> None:
         event.received_at = self._clock()
         self._track(event)
         for output in self._outputs:
@@ -273,7 +281,7 @@ class EventHandler:
                 log.exception("output %s failed", type(output).__name__)
         self._seen.update(event.keys)
         self.stats.events_total += 1
-        await self._store.add_event(event)
+        await self._store.add_event(event, delivery_id)
 
 
 def _age(event: Event) -> datetime:

@@ -1,8 +1,8 @@
 """Pure feed parsing: a feed document goes in, incidents with their updates come out.
 
-Two readers turn bytes into plain `Entry` records: a fast one (lxml checks that the XML is
-well formed, fastfeedparser extracts it) and feedparser, the tolerant fallback for
-documents the fast one refuses. One function per feed family (FORMATS.md, part a) turns
+Two readers turn bytes into plain `Entry` records: a fast one (a strict lxml tree, read
+directly) and feedparser, the tolerant fallback for documents the fast one refuses
+(malformed XML, RSS 1.0, other dialects). One function per feed family (FORMATS.md, part a) turns
 entries into incidents, whichever reader ran. Nothing here touches the network, the clock
 or any state.
 """
@@ -10,6 +10,7 @@ or any state.
 from __future__ import annotations
 
 import calendar
+import email.utils
 import hashlib
 import html
 import io
@@ -18,17 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import fastfeedparser
-import feedparser
 from lxml import etree
 
 from event_handler import Event, Incident
 
 KINDS = ("statuspage", "incidentio", "per-update")
 
-# feedparser warnings that say nothing about the document being broken.
-_BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
-_FEED_ROOTS = frozenset({"rss", "feed", "RDF"})
 _STRICT_XML = etree.XMLParser(recover=False, resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -95,35 +91,83 @@ def read_document(body: bytes, reader: str = "auto") -> Document:
 
 
 def _read_fast(body: bytes) -> Document:
+    """RSS 2.0 and Atom straight from a strict lxml tree: a malformed document is refused."""
     try:
         root = etree.fromstring(body, _STRICT_XML)
     except etree.XMLSyntaxError as exc:
         raise FeedError(f"malformed XML: {exc}") from None
-    if etree.QName(root).localname not in _FEED_ROOTS:
-        raise FeedError("not an RSS or Atom feed")
+    if root.tag == "rss" and (channel := root.find("channel")) is not None:
+        return Document(_text(channel, "title"), _text(channel, "generator"), [_rss_entry(i) for i in channel.iter("item")])
+    if root.tag == _ATOM + "feed":
+        return Document(_text(root, _ATOM + "title"), _text(root, _ATOM + "generator"),
+                        [_atom_entry(e) for e in root.iterchildren(_ATOM + "entry")])
+    raise FeedError("not an RSS or Atom feed")
+
+
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
+
+
+def _text(element: Any, path: str) -> str:
+    return (element.findtext(path) or "").strip()
+
+
+def _rss_entry(item: Any) -> Entry:
+    fields: dict[str, str] = {}
+    tags = []
+    for child in item:
+        if child.tag == "category":
+            if child.text and child.text.strip():
+                tags.append(child.text.strip())
+        elif child.tag not in fields:
+            fields[child.tag] = child.text or ""
+    date = fields.get("pubDate", "").strip()
     try:
-        doc = fastfeedparser.parse(body, include_media=False, include_enclosures=False)
-    except ValueError as exc:
-        raise FeedError(str(exc)) from None
-    feed = doc.get("feed", {})
-    entries = [
-        Entry(
-            id=e.get("id") or "",
-            link=e.get("link") or "",
-            title=e.get("title") or "",
-            content=_first_content(e.get("content")) or e.get("description") or "",
-            published=_whole_seconds(_iso(e.get("published") or e.get("updated"))),
-            tags=[t["term"] for t in e.get("tags") or [] if t.get("term")],
-        )
-        for e in doc.get("entries", [])
-    ]
-    return Document(feed.get("title") or "", feed.get("generator") or "", entries)
+        published = email.utils.parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        published = None
+    link = fields.get("link", "").strip()
+    return Entry(
+        id=fields.get("guid", "").strip() or link,
+        link=link,
+        title=fields.get("title", "").strip(),
+        content=fields.get(_CONTENT_ENCODED) or fields.get("description") or "",
+        published=_whole_seconds(published),
+        tags=tags,
+    )
+
+
+def _atom_entry(entry: Any) -> Entry:
+    link = ""
+    for element in entry.iterchildren(_ATOM + "link"):
+        if element.get("rel", "alternate") == "alternate":
+            link = element.get("href", "")
+            break
+    return Entry(
+        id=_text(entry, _ATOM + "id"),
+        link=link,
+        title=_text(entry, _ATOM + "title"),
+        content=_atom_text(entry.find(_ATOM + "content")) or _atom_text(entry.find(_ATOM + "summary")),
+        published=_whole_seconds(_iso(_text(entry, _ATOM + "published") or _text(entry, _ATOM + "updated"))),
+        tags=[c.get("term") for c in entry.iterchildren(_ATOM + "category") if c.get("term")],
+    )
+
+
+def _atom_text(element: Any) -> str:
+    if element is None:
+        return ""
+    if element.get("type") == "xhtml":
+        return "".join(etree.tostring(child, encoding="unicode") for child in element)
+    return element.text or ""
 
 
 def _read_with_feedparser(body: bytes) -> Document:
+    import feedparser  # only for the rare document the fast reader refuses: it costs memory
+
     # A file object, never a string: feedparser fetches URLs and opens paths it is given.
     doc = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
-    if doc.bozo and not isinstance(doc.bozo_exception, _BENIGN_BOZO):
+    benign = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)  # warnings, not breakage
+    if doc.bozo and not isinstance(doc.bozo_exception, benign):
         raise FeedError(f"malformed feed: {doc.bozo_exception}")
     if not doc.version:
         raise FeedError("not an RSS or Atom feed (an HTML page or unknown document)")
@@ -166,6 +210,19 @@ def _whole_seconds(when: datetime | None) -> datetime | None:
     return when.astimezone(timezone.utc).replace(microsecond=0) if when else None
 
 
+_CHANNEL_DATE = re.compile(rb"<(pubDate|lastBuildDate|updated)>[^<]*</\1>")
+_FIRST_ITEM = re.compile(rb"<(?:item|entry)[\s>]")
+
+
+def content_digest(body: bytes) -> bytes:
+    """A hash of the document without the channel's own dates, which some servers stamp
+    anew on every answer: the same digest means the same entries, so no parse is needed."""
+    match = _FIRST_ITEM.search(body)
+    cut = match.start() if match else len(body)
+    head = _CHANNEL_DATE.sub(b"", body[:cut])
+    return hashlib.blake2b(head + body[cut:], digest_size=16).digest()
+
+
 def detect_kind(doc: Document) -> str:
     if "incident.io" in doc.generator.lower():
         return "incidentio"
@@ -204,7 +261,7 @@ _BLOCK = re.compile(
     r"<small>(?P<when>.*?)</small>\s*(?:<br\s*/?>)?\s*<strong>(?P<label>.*?)</strong>\s*-?\s*(?P<body>.*)",
     re.I | re.S,
 )
-_BLOCK_TIME = re.compile(r"(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2}),\s*(?P<hm>\d{1,2}:\d{2})\s*(?P<tz>[A-Za-z]*)")
+_BLOCK_TIME = re.compile(r"([A-Za-z]{3})\s+(\d{1,2}),\s*(\d{1,2}):(\d{2})\s*([A-Za-z]*)")
 _STATUSPAGE_CODE = re.compile(r"/incidents/([A-Za-z0-9]+)")
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 # Abbreviations Statuspage pages print; an unknown one is read as UTC (the key does not use it).
@@ -214,7 +271,9 @@ _TZ_OFFSETS = {
     "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13, "HST": -10, "AKST": -9, "AKDT": -8,
     "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
 }
-_ZONES = {name: timezone(timedelta(hours=hours)) for name, hours in _TZ_OFFSETS.items()}
+_OFFSETS = {name: timedelta(hours=hours) for name, hours in _TZ_OFFSETS.items()}
+_NO_OFFSET = timedelta(0)
+_TWO_DAYS = timedelta(days=2)
 _OPEN_STATUSPAGE = frozenset({"investigating", "identified", "monitoring", "in progress", "verifying"})
 
 
@@ -247,23 +306,22 @@ def _statuspage_blocks(content: str, published: datetime | None) -> list[Statusp
 
 def _block_time(when: str, published: datetime | None) -> tuple[str, datetime | None]:
     match = _BLOCK_TIME.search(when)
-    if not match or match["mon"].title() not in _MONTHS:
+    month = _MONTHS.get(match[1].title()) if match else None
+    if month is None:
         return " ".join(when.split()), None
-    month, day = _MONTHS[match["mon"].title()], int(match["day"])
-    hour, minute = (int(x) for x in match["hm"].split(":"))
+    day, hour, minute = int(match[2]), int(match[3]), int(match[4])
     local_time = f"{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
-    zone = _ZONES.get(match["tz"].upper(), timezone.utc)
     if published is None:
         return local_time, None
+    offset = _OFFSETS.get(match[5].upper(), _NO_OFFSET)
     # Blocks carry no year: take the item's, or the year before when that lands in the future.
     occurred_at = None
     for year in (published.year, published.year - 1):
         try:
-            candidate = datetime(year, month, day, hour, minute, tzinfo=zone)
+            occurred_at = datetime(year, month, day, hour, minute, tzinfo=timezone.utc) - offset
         except ValueError:
             continue
-        occurred_at = candidate.astimezone(timezone.utc)
-        if occurred_at <= published + timedelta(days=2):
+        if occurred_at <= published + _TWO_DAYS:
             break
     return local_time, occurred_at
 

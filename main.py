@@ -95,6 +95,8 @@ class Monitor:
                     access_log=config.log_level == "DEBUG",
                     log_level=config.log_level.lower(),
                     timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                    proxy_headers=False,  # nothing in front of us to trust X-Forwarded-For from
+                    server_header=False,
                 )
             )
             serving = asyncio.create_task(server.serve())

@@ -8,6 +8,7 @@ import email.utils
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -15,7 +16,7 @@ import httpx
 
 from config import Config, FeedConfig
 from event_handler import EventHandler
-from feed_parsers import FeedError, parse_feed
+from feed_parsers import FeedError, content_digest, parse_feed
 from http_transport import AiohttpTransport
 from redact import redact_url
 from state import FeedRecord, Store
@@ -46,6 +47,7 @@ class FetchResult:
 class PollerStats:
     polls_total: int = 0
     not_modified_total: int = 0
+    unchanged_total: int = 0  # 200s whose entries were those already parsed
     poll_errors_total: int = 0
 
 
@@ -60,6 +62,7 @@ class FeedStatus:
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
+    digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
 
     def __post_init__(self) -> None:
         self.url = httpx.URL(self.feed.url)
@@ -158,6 +161,8 @@ class FeedPoller:
         self._store = store
         self._client = client
         self._semaphore = asyncio.Semaphore(config.concurrency)
+        # One thread: parsing holds the GIL anyway, and every extra thread is another malloc arena.
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.feeds: dict[str, FeedStatus] = {}
@@ -180,12 +185,12 @@ class FeedPoller:
     async def stop(self, grace: float) -> None:
         """No new polls; in-flight ones get `grace` seconds to finish, then are cancelled."""
         self._stop.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._parser.shutdown(wait=False, cancel_futures=True)
 
     async def _sleep(self, seconds: float) -> bool:
         """Waits, unless stopping; returns False once the poller stops."""
@@ -215,7 +220,7 @@ class FeedPoller:
 
     async def poll(self, status: FeedStatus) -> None:
         feed, record = status.feed, status.record
-        silent: list[str] = []
+        silent: list[int] = []
         async with self._semaphore:
             try:
                 result = await fetch(
@@ -233,7 +238,7 @@ class FeedPoller:
         record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         await self._store.save_feed(record, silent)
 
-    async def _process(self, status: FeedStatus, result: FetchResult) -> list[str]:
+    async def _process(self, status: FeedStatus, result: FetchResult) -> list[int]:
         feed, record = status.feed, status.record
         record.last_status = result.status
         if result.status == 304:
@@ -252,13 +257,19 @@ class FeedPoller:
                 reason += f", retrying after {result.retry_after:g} s"
             self._failed(status, reason, result.status)
             return []
-        parsed = await asyncio.to_thread(parse_feed, result.body, feed.name, feed.url, feed.kind)
-        _, silent = await self._handler.handle_feed(
-            parsed.incidents, first_poll=not status.known, replay=self._config.replay
-        )
-        status.known = True
-        status.kind = parsed.kind
-        record.entries = parsed.entries
+        digest = content_digest(result.body)
+        silent: list[int] = []
+        if digest == status.digest:
+            self.stats.unchanged_total += 1
+        else:
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                self._parser, parse_feed, result.body, feed.name, feed.url, feed.kind
+            )
+            _, silent = await self._handler.handle_feed(
+                parsed.incidents, first_poll=not status.known, replay=self._config.replay
+            )
+            status.known, status.kind, status.digest = True, parsed.kind, digest
+            record.entries = parsed.entries
         record.etag, record.last_modified = result.etag, result.last_modified
         self._succeeded(status)
         return silent

@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from event_handler import Event
+from seen import SeenSet, key_hash
 
 APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
 SCHEMA_VERSION = 1
 DELIVERY_TTL = timedelta(hours=72)  # providers retry for 24 h with fresh timestamps
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen_keys (
-    key TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS seen (
+    hash INTEGER PRIMARY KEY,  -- seen.key_hash() of an update key
     seen_at REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
@@ -87,6 +88,8 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
         self._db: sqlite3.Connection | None = None
         self._pending_feeds: dict[str, FeedRecord] = {}
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
+        self._writing = False
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -152,29 +155,31 @@ class Store:
 
     # --- seen keys and events ---
 
-    async def load_seen_keys(self) -> set[str]:
-        return await self._run(lambda: {row[0] for row in self.db.execute("SELECT key FROM seen_keys")})
+    async def load_seen_keys(self) -> SeenSet:
+        return await self._run(lambda: SeenSet(row[0] for row in self.db.execute("SELECT hash FROM seen")))
 
-    async def add_keys(self, keys: Iterable[str]) -> None:
-        rows = [(key, time.time()) for key in keys]
-        if rows:
-            await self._run(self._add_keys, rows)
+    async def add_keys(self, keys: Iterable[str], delivery_id: str | None = None) -> None:
+        rows = _seen_rows(key_hash(key) for key in keys)
+        delivery = _delivery_rows(delivery_id)
 
-    def _add_keys(self, rows: list[tuple[str, float]]) -> None:
-        with _transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", rows)
+        def add(db: sqlite3.Connection) -> None:
+            db.executemany(_ADD_SEEN, rows)
+            db.executemany(_ADD_DELIVERY, delivery)
 
-    async def add_event(self, event: Event) -> None:
-        await self._run(self._add_event, event)
+        await self._write(add)
 
-    def _add_event(self, event: Event) -> None:
-        now = time.time()
-        with _transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", [(k, now) for k in event.keys])
-            self.db.execute(
-                "INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)",
-                (event.key, event.provider, event.source, event.to_dict()["received_at"], json.dumps(event.to_dict())),
-            )
+    async def add_event(self, event: Event, delivery_id: str | None = None) -> None:
+        seen = _seen_rows(key_hash(key) for key in event.keys)
+        delivery = _delivery_rows(delivery_id)
+        data = event.to_dict()
+        row = (event.key, event.provider, event.source, data["received_at"], json.dumps(data))
+
+        def add(db: sqlite3.Connection) -> None:
+            db.executemany(_ADD_SEEN, seen)
+            db.execute("INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)", row)
+            db.executemany(_ADD_DELIVERY, delivery)
+
+        await self._write(add)
 
     async def list_events(
         self,
@@ -228,30 +233,34 @@ class Store:
             records[record.url] = record
         return records
 
-    async def save_feed(self, record: FeedRecord, silent_keys: Iterable[str] = ()) -> None:
-        """Records a poll's outcome. Keys recorded silently (a first poll's baseline) are
+    async def save_feed(self, record: FeedRecord, silent_keys: Iterable[int] = ()) -> None:
+        """Records a poll's outcome. Key hashes recorded silently (a first poll's baseline) are
         committed at once with the feed's row, after the poll's events; anything else about
         a feed (validators, health) waits for the next `flush()`: losing it in a crash costs
         one refetch, never an event, and a 304 then costs no disk write."""
         self._pending_feeds[record.url] = record
         keys = list(silent_keys)
         if keys:
-            await self._run(self._save_feeds, self._take_pending(), keys)
+            await self._write(self._save_feeds(self._take_pending(), keys))
 
     async def flush(self) -> None:
         if self._pending_feeds:
-            await self._run(self._save_feeds, self._take_pending(), [])
+            await self._write(self._save_feeds(self._take_pending(), []))
 
     def _take_pending(self) -> list[tuple]:
         rows = [_feed_row(record) for record in self._pending_feeds.values()]
         self._pending_feeds.clear()
         return rows
 
-    def _save_feeds(self, rows: list[tuple], silent_keys: list[str]) -> None:
-        now = time.time()
-        with _transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO seen_keys VALUES (?, ?)", [(k, now) for k in silent_keys])
-            self.db.executemany(_SAVE_FEED, rows)
+    @staticmethod
+    def _save_feeds(rows: list[tuple], silent_keys: list[int]) -> Callable[[sqlite3.Connection], None]:
+        seen = _seen_rows(silent_keys)
+
+        def save(db: sqlite3.Connection) -> None:
+            db.executemany(_ADD_SEEN, seen)
+            db.executemany(_SAVE_FEED, rows)
+
+        return save
 
     # --- webhook deliveries ---
 
@@ -262,11 +271,55 @@ class Store:
         )
 
     async def add_delivery(self, delivery_id: str) -> None:
-        await self._run(self._add_delivery, delivery_id)
+        rows = _delivery_rows(delivery_id)
+        await self._write(lambda db: db.executemany(_ADD_DELIVERY, rows))
 
-    def _add_delivery(self, delivery_id: str) -> None:
+    # --- group commit ---
+
+    async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> None:
+        """Returns once `op` is committed. Writes that arrive while a commit is under way
+        are committed together in the next transaction: one commit for many webhooks."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((op, done))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._run(self._apply, [op for op, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = False
+
+    def _apply(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> None:
         with _transaction(self.db):
-            self.db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (delivery_id, time.time()))
+            for op in ops:
+                op(self.db)
+
+
+_ADD_SEEN = "INSERT OR IGNORE INTO seen VALUES (?, ?)"
+_ADD_DELIVERY = "INSERT OR IGNORE INTO deliveries VALUES (?, ?)"
+
+
+def _delivery_rows(delivery_id: str | None) -> list[tuple[str, float]]:
+    return [] if delivery_id is None else [(delivery_id, time.time())]
+
+
+def _seen_rows(hashes: Iterable[int]) -> list[tuple[int, float]]:
+    now = time.time()
+    return [(value, now) for value in hashes]
 
 
 def _create(db: sqlite3.Connection) -> None:

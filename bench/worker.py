@@ -59,7 +59,7 @@ async def run(args: argparse.Namespace) -> dict:
                     gc.collect()
                     wall, cpu = time.perf_counter(), time.process_time()
                     if args.profile and cycle == args.cycles - 1:
-                        profiler = cProfile.Profile()
+                        profiler = cProfile.Profile(time.thread_time)
                         profiler.enable()
                     await poller.poll_all()
                     await store.flush()

@@ -241,3 +241,40 @@ def test_restart_resumes_with_stored_validators_and_announces_what_was_missed(tm
     feeds.set("/gh.atom", GITHUB_DAY2)  # updates posted while the monitor was down
     events, _ = run(second_run())
     assert len(events) == 11
+
+
+def test_same_entries_under_a_new_channel_date_are_not_parsed_again(tmp_path, feeds):
+    body = feed("statuspage_github_history.rss")
+    feeds.set("/gh.rss", body, validators=False)
+    url = feeds.url("/gh.rss")
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("GitHub", url)])) as rig:
+            await rig.cycle()
+            feeds.set("/gh.rss", body.replace(b"Thu, 05 Feb 2026 05:10:57 +0000", b"Thu, 05 Feb 2026 05:13:00 +0000"),
+                      validators=False)
+            assert await rig.cycle() == []
+            assert rig.poller.stats.unchanged_total == 1
+            feeds.set("/gh.rss", body.replace(b"We are investigating reports of degraded performance for Actions",
+                                              b"Edited in place"), validators=False)
+            assert await rig.cycle() == []  # parsed (the body changed), nothing new: text edits are not events
+            assert rig.poller.stats.unchanged_total == 1
+
+    run(scenario())
+
+
+def test_brotli_bodies_are_decoded_and_cookies_are_not_kept(tmp_path, feeds):
+    import brotli
+
+    feeds.set("/openai.rss", brotli.compress(feed("incidentio_openai_feed_trimmed.rss")),
+              headers={"Content-Encoding": "br", "Set-Cookie": "session=abc; Path=/"})
+    url = feeds.url("/openai.rss")
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, [("OpenAI", url)])) as rig:
+            assert [e.status for e in await rig.cycle()] == ["Monitoring"]
+            await rig.cycle()
+
+    run(scenario())
+    assert all("cookie" not in r.headers for r in feeds.requests_to("/openai.rss"))
+    assert "br" in feeds.requests_to("/openai.rss")[0].headers["accept-encoding"]
