@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import signal
 import sys
@@ -121,11 +122,13 @@ class Monitor:
         self._stop.set()
 
     async def _housekeeping(self) -> None:
-        """Writes feeds' health to disk now and then, and drops expired events."""
+        """Writes feeds' health to disk now and then, drops expired events, and gives the
+        memory freed by a burst of parsing back to the system."""
         last_prune = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             await self.store.flush()
+            release_free_memory()
             if time.monotonic() - last_prune > PRUNE_EVERY:
                 last_prune = time.monotonic()
                 await self.store.prune(self.config.retention_days)
@@ -159,6 +162,15 @@ class Monitor:
                 log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
         if not config.webhook_secrets and not config.require_signatures:
             log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+
+
+def release_free_memory() -> None:
+    """glibc keeps freed memory for reuse; after a cold cycle that is half the resident
+    size. malloc_trim hands it back (Linux with glibc; elsewhere nothing happens)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _feeds(configs: Sequence[dict[str, Any]]) -> tuple[FeedConfig, ...]:

@@ -90,6 +90,7 @@ class Store:
         self._pending_feeds: dict[str, FeedRecord] = {}
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
         self._writing = False
+        self._drainer: asyncio.Task | None = None  # a reference, so the task is not collected
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -283,7 +284,7 @@ class Store:
         self._queue.append((op, done))
         if not self._writing:
             self._writing = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         await done
 
     async def _drain(self) -> None:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import Config, FeedConfig  # noqa: E402
 from event_handler import EventHandler, StreamOutput  # noqa: E402
-from main import event_loop_factory  # noqa: E402
+from main import event_loop_factory, release_free_memory  # noqa: E402
 from rss_poller import FeedPoller, make_client  # noqa: E402
 from state import Store  # noqa: E402
 
@@ -63,6 +63,7 @@ async def run(args: argparse.Namespace) -> dict:
                         profiler.enable()
                     await poller.poll_all()
                     await store.flush()
+                    release_free_memory()  # as the daemon's housekeeping does every 5 s
                     if args.profile and cycle == args.cycles - 1:
                         profiler.disable()
                         pstats.Stats(profiler, stream=sys.stderr).sort_stats(args.profile).print_stats(30)
