@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor.events")
 
-RESOLVED_STATUSES = frozenset({"resolved", "completed", "postmortem", "closed"})
+# Statuses after which an incident is no longer open (a component back to operational,
+# an incident.io incident declined, merged or canceled included).
+RESOLVED_STATUSES = frozenset(
+    {"resolved", "completed", "postmortem", "closed", "operational", "declined", "merged", "canceled"}
+)
 # An incident whose source never says "resolved" (AWS, Google Cloud) counts as open at
 # start-up only if its last update is this recent.
 UNSTATED_OPEN_WINDOW = timedelta(days=7)

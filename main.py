@@ -38,6 +38,8 @@ feed_configs = [
 ]
 
 FLUSH_EVERY = 5.0  # seconds between two writes of feeds' validators and health
+TRIM_EVERY = 60.0  # at most this often, and only after this many parses, is freed memory returned
+TRIM_AFTER_PARSES = 50
 PRUNE_EVERY = 6 * 3600.0  # seconds between two deletions of expired events and delivery ids
 SHUTDOWN_GRACE = 3.0  # seconds in-flight polls and webhooks get after SIGINT/SIGTERM
 
@@ -108,7 +110,7 @@ class Monitor:
                 raise SystemExit(f"cannot serve HTTP on {config.host}:{config.port}")
             self._announce_start(config)
             poller.start()
-            housekeeping = asyncio.create_task(self._housekeeping())
+            housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
             log.info("shutting down")
             housekeeping.cancel()
@@ -121,14 +123,18 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _housekeeping(self) -> None:
+    async def _housekeeping(self, poller: FeedPoller) -> None:
         """Writes feeds' health to disk now and then, drops expired events, and gives the
         memory freed by a burst of parsing back to the system."""
-        last_prune = time.monotonic()
+        last_prune = last_trim = time.monotonic()
+        parsed_at_trim = poller.stats.parsed_total
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             await self.store.flush()
-            release_free_memory()
+            burst = poller.stats.parsed_total - parsed_at_trim >= TRIM_AFTER_PARSES
+            if burst and time.monotonic() - last_trim > TRIM_EVERY:
+                last_trim, parsed_at_trim = time.monotonic(), poller.stats.parsed_total
+                release_free_memory()
             if time.monotonic() - last_prune > PRUNE_EVERY:
                 last_prune = time.monotonic()
                 await self.store.prune(self.config.retention_days)
@@ -166,7 +172,8 @@ class Monitor:
 
 def release_free_memory() -> None:
     """glibc keeps freed memory for reuse; after a cold cycle that is half the resident
-    size. malloc_trim hands it back (Linux with glibc; elsewhere nothing happens)."""
+    size. malloc_trim hands it back (Linux with glibc; elsewhere nothing happens). It takes
+    a few milliseconds, so it runs after bursts of parsing, not on every tick."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):

@@ -48,6 +48,7 @@ class PollerStats:
     polls_total: int = 0
     not_modified_total: int = 0
     unchanged_total: int = 0  # 200s whose entries were those already parsed
+    parsed_total: int = 0
     poll_errors_total: int = 0
 
 
@@ -269,6 +270,7 @@ class FeedPoller:
                 parsed.incidents, first_poll=not status.known, replay=self._config.replay
             )
             status.known, status.kind, status.digest = True, parsed.kind, digest
+            self.stats.parsed_total += 1
             record.entries = parsed.entries
         record.etag, record.last_modified = result.etag, result.last_modified
         self._succeeded(status)

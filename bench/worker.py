@@ -63,11 +63,13 @@ async def run(args: argparse.Namespace) -> dict:
                         profiler.enable()
                     await poller.poll_all()
                     await store.flush()
-                    release_free_memory()  # as the daemon's housekeeping does every 5 s
                     if args.profile and cycle == args.cycles - 1:
                         profiler.disable()
                         pstats.Stats(profiler, stream=sys.stderr).sort_stats(args.profile).print_stats(30)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    trim = time.perf_counter()
+                    release_free_memory()  # as the daemon's housekeeping does after a burst of parsing
+                    trim = time.perf_counter() - trim
                     after = vars(poller.stats)
                     cycles.append({
                         "wall_s": wall,
@@ -77,6 +79,7 @@ async def run(args: argparse.Namespace) -> dict:
                         "errors": after["poll_errors_total"] - before["poll_errors_total"],
                         "events": handler.stats.events_total - events_before,
                         "rss_mb": rss_mb(),
+                        "trim_s": trim,
                     })
         await store.close()
     return {"feeds": args.feeds, "concurrency": args.concurrency, "cycles": cycles}
