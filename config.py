@@ -42,7 +42,7 @@ class Config:
     log_level: str = "INFO"
     state_path: str = DEFAULT_STATE
     retention_days: int = 90
-    concurrency: int = 50
+    concurrency: int = 100
     request_timeout: float = 20.0
     max_body_bytes: int = 5 * 1024 * 1024
     require_signatures: bool = False

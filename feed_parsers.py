@@ -23,7 +23,6 @@ from lxml import etree
 
 from event_handler import Event, Incident
 
-KINDS = ("statuspage", "incidentio", "per-update")
 
 _STRICT_XML = etree.XMLParser(recover=False, resolve_entities=False, no_network=True, huge_tree=False)
 

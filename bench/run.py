@@ -19,13 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable

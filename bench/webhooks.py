@@ -15,7 +15,6 @@ import hmac
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
