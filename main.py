@@ -52,6 +52,17 @@ class _Server(uvicorn.Server):
         yield
 
 
+class ServeError(Exception):
+    """The HTTP server could not start (uvicorn has said why on stderr)."""
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when it cannot bind; a task must raise, not exit
+        raise ServeError(f"cannot serve HTTP on {server.config.host}:{server.config.port}") from None
+
+
 class Monitor:
     def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
         self.config = config
@@ -102,12 +113,11 @@ class Monitor:
                     server_header=False,
                 )
             )
-            serving = asyncio.create_task(server.serve())
+            serving = asyncio.create_task(_serve(server))
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)
             if serving.done():
                 serving.result()
-                raise SystemExit(f"cannot serve HTTP on {config.host}:{config.port}")
             self._announce_start(config)
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
@@ -268,6 +278,9 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             await monitor.run_once()
         else:
             await monitor.start()
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         await monitor.close()
     return 0

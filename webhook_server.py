@@ -129,8 +129,12 @@ class WebhookReceiver:
             self.stats.ignored_total += 1
             return {"status": "ignored", "event_type": str(exc)}
         if delivery_id is not None:
-            self._deliveries.add(delivery_id)
-        announced = await self._handler.handle(events, delivery_id)
+            self._deliveries.add(delivery_id)  # at once: a concurrent retry is a duplicate
+        try:
+            announced = await self._handler.handle(events, delivery_id)
+        except BaseException:
+            self._deliveries.discard(delivery_id)  # not recorded: the provider's retry must get through
+            raise
         if events and not announced:
             self.stats.duplicate_total += 1
             return {"status": "duplicate"}

@@ -170,3 +170,16 @@ def test_daemon_polls_serves_stats_prints_new_updates_and_stops_on_sigterm(tmp_p
     events = [json.loads(line) for line in out.splitlines()]
     assert len(events) == 13
     assert events[-1]["status"] == "Resolved"
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_main("--port", str(port), "--state", ":memory:", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert f"error: cannot serve HTTP on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
