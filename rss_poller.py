@@ -176,8 +176,15 @@ class FeedPoller:
             self.feeds[feed.url] = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
 
     async def poll_all(self) -> None:
-        """Polls every feed once, concurrently (for --once)."""
-        await asyncio.gather(*(self.poll(status) for status in self.feeds.values() if not status.record.gone))
+        """Polls every feed once, concurrently (for --once): `concurrency` workers share the
+        list, rather than one task a feed queueing on the semaphore (costly at 10,000)."""
+        pending = iter([status for status in self.feeds.values() if not status.record.gone])
+
+        async def worker() -> None:
+            for status in pending:
+                await self.poll(status)
+
+        await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
 
     def start(self) -> None:
         for status in self.feeds.values():
