@@ -165,7 +165,8 @@ class FeedPoller:
         # One thread: parsing holds the GIL anyway, and every extra thread is another malloc arena.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._in_flight: set[asyncio.Task] = set()
         self.feeds: dict[str, FeedStatus] = {}
         self.stats = PollerStats()
 
@@ -187,35 +188,40 @@ class FeedPoller:
         await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
 
     def start(self) -> None:
+        """Schedules every feed's first poll. A waiting feed costs a timer, not a task."""
         for status in self.feeds.values():
-            self._tasks.append(asyncio.create_task(self._loop(status), name=f"poll {status.feed.name}"))
+            interval = self._config.feed_interval(status.feed)
+            delay = random.uniform(0, min(interval, FIRST_POLL_SPREAD))
+            if status.record.backoff_until:
+                delay = max(delay, status.record.backoff_until - time.time())
+            self._schedule(status, delay)
 
     async def stop(self, grace: float) -> None:
         """No new polls; in-flight ones get `grace` seconds to finish, then are cancelled."""
         self._stop.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._parser.shutdown(wait=False, cancel_futures=True)
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Waits, unless stopping; returns False once the poller stops."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, seconds))
-        except TimeoutError:
-            return True
-        return False
+    def _schedule(self, status: FeedStatus, delay: float) -> None:
+        if self._stop.is_set() or status.record.gone:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[status.feed.url] = loop.call_later(max(0.0, delay), self._launch, status)
 
-    async def _loop(self, status: FeedStatus) -> None:
-        interval = self._config.feed_interval(status.feed)
-        delay = random.uniform(0, min(interval, FIRST_POLL_SPREAD))
-        if status.record.backoff_until:
-            delay = max(delay, status.record.backoff_until - time.time())
-        while not status.record.gone and await self._sleep(delay):
-            await self.poll(status)
-            delay = self._next_delay(status, interval)
+    def _launch(self, status: FeedStatus) -> None:
+        task = asyncio.create_task(self._poll_then_schedule(status), name=f"poll {status.feed.name}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _poll_then_schedule(self, status: FeedStatus) -> None:
+        await self.poll(status)
+        self._schedule(status, self._next_delay(status, self._config.feed_interval(status.feed)))
 
     def _next_delay(self, status: FeedStatus, interval: float) -> float:
         record = status.record
