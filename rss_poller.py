@@ -27,7 +27,10 @@ USER_AGENT = "status-page-monitor/1.0 (+https://github.com/; polite conditional 
 MAX_REDIRECTS = 5
 FAILING_AFTER = 3  # consecutive errors before a feed is reported failing
 MAX_RETRY_AFTER = 3600.0
-FIRST_POLL_SPREAD = 5.0  # seconds over which the first polls are spread at start-up
+# First polls are spread over at least 5 s, and at most FIRST_POLLS_PER_SECOND start each
+# second: thousands of feeds do not all wait on the concurrency limit at once.
+FIRST_POLL_SPREAD = 5.0
+FIRST_POLLS_PER_SECOND = 200
 
 
 class FetchError(Exception):
@@ -189,9 +192,10 @@ class FeedPoller:
 
     def start(self) -> None:
         """Schedules every feed's first poll. A waiting feed costs a timer, not a task."""
+        spread = max(FIRST_POLL_SPREAD, len(self.feeds) / FIRST_POLLS_PER_SECOND)
         for status in self.feeds.values():
             interval = self._config.feed_interval(status.feed)
-            delay = random.uniform(0, min(interval, FIRST_POLL_SPREAD))
+            delay = random.uniform(0, min(interval, spread))
             if status.record.backoff_until:
                 delay = max(delay, status.record.backoff_until - time.time())
             self._schedule(status, delay)
