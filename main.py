@@ -268,21 +268,18 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     monitor = Monitor(config)
     try:
         await monitor.open()
-    except StateError as exc:
+        try:
+            if args.history:
+                await monitor.print_history(args.provider, args.since)
+            elif config.once:
+                await monitor.run_once()
+            else:
+                await monitor.start()
+        finally:
+            await monitor.close()
+    except (StateError, ServeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        if args.history:
-            await monitor.print_history(args.provider, args.since)
-        elif config.once:
-            await monitor.run_once()
-        else:
-            await monitor.start()
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        await monitor.close()
     return 0
 
 
