@@ -198,23 +198,24 @@ class EventHandler:
         A webhook's delivery id is committed with its last event (or alone): never before it."""
         announced = []
         pending = sorted(events, key=_age)
+        unrecorded = delivery_id  # until a write has carried it
         for index, event in enumerate(pending):
             last = delivery_id if index == len(pending) - 1 else None
             if self.is_seen(event):
                 self.stats.duplicates_total += 1
-                if last is not None:
-                    await self._store.add_delivery(last)
                 continue
             if self._is_stale(event):
                 self.stats.stale_total += 1
                 log.info("stale update for %s %s ignored", event.provider, event.incident_id)
                 await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
-                continue
-            await self._announce(event, delivery_id=last)
-            announced.append(event)
-        if delivery_id is not None and not pending:
-            await self._store.add_delivery(delivery_id)
+            else:
+                await self._announce(event, delivery_id=last)
+                announced.append(event)
+            if last is not None:
+                unrecorded = None
+        if unrecorded is not None:
+            await self._store.add_delivery(unrecorded)
         return announced
 
     async def handle_feed(

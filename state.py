@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 T = TypeVar("T")
 
 
-
 class StateError(Exception):
     """The state file cannot be used; start-up stops with this message."""
 
@@ -89,8 +88,7 @@ class Store:
         self._db: sqlite3.Connection | None = None
         self._pending_feeds: dict[str, FeedRecord] = {}
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
-        self._writing = False
-        self._drainer: asyncio.Task | None = None  # a reference, so the task is not collected
+        self._drainer: asyncio.Task | None = None  # commits the queue; kept so it is not collected
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -282,27 +280,23 @@ class Store:
         are committed together in the next transaction: one commit for many webhooks."""
         done = asyncio.get_running_loop().create_future()
         self._queue.append((op, done))
-        if not self._writing:
-            self._writing = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         await done
 
     async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self._run(self._apply, [op for op, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._writing = False
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._run(self._apply, [op for op, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     def _apply(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> None:
         with _transaction(self.db):
