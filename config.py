@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
+from notifier import notification_url_is_valid, split_urls
 from signatures import standard_webhook_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +32,17 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class NotifyRoute:
+    """Where events go ([[notify]] in the config file): every filter left empty lets all through."""
+
+    urls: tuple[str, ...] = field(repr=False)
+    providers: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     feeds: tuple[FeedConfig, ...]
     interval: float = 180.0
@@ -48,6 +60,10 @@ class Config:
     require_signatures: bool = False
     incident_io_secret: str | None = field(default=None, repr=False)
     webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    notify: tuple[NotifyRoute, ...] = ()
+    notify_retry_for: float = 3600.0  # seconds a failing notification is retried before it is given up
+    notify_timeout: float = 15.0  # seconds one send may take
+    notify_concurrency: int = 4  # sends in flight at once, across all targets
 
     def feed_interval(self, feed: FeedConfig) -> float:
         return feed.interval if feed.interval is not None else self.interval
@@ -99,6 +115,14 @@ class _WebhooksFile(_Strict):
     require_signatures: Optional[bool] = None
 
 
+class _NotifyFile(_Strict):
+    urls: list[str] = Field(min_length=1)
+    providers: list[str] = []
+    components: list[str] = []
+    statuses: list[str] = []
+    sources: list[Literal["rss", "webhook"]] = []
+
+
 class _ConfigFile(_Strict):
     interval: Optional[float] = None
     state: Optional[str] = None
@@ -108,8 +132,12 @@ class _ConfigFile(_Strict):
     server: _ServerFile = _ServerFile()
     webhooks: _WebhooksFile = _WebhooksFile()
     feeds: list[_FeedFile] = []
+    notify: list[_NotifyFile] = []
+    notify_retry_for: Optional[float] = None
+    notify_timeout: Optional[float] = None
+    notify_concurrency: Optional[int] = Field(default=None, ge=1, le=100)
 
-    @field_validator("interval", "request_timeout")
+    @field_validator("interval", "request_timeout", "notify_retry_for", "notify_timeout")
     @classmethod
     def _positive_seconds(cls, value: float | None) -> float | None:
         return value if value is None else _positive(value)
@@ -123,6 +151,9 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
         feeds = raw.get("feeds") or []
         name = feeds[index].get("name") if index < len(feeds) and isinstance(feeds[index], dict) else None
         where = f"feed #{index + 1}" + (f" ({name!r})" if name else "") + ": "
+        loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "notify" and isinstance(loc[1], int):
+        where = f"notify #{loc[1] + 1}: "
         loc = loc[2:]
     key = ".".join(str(part) for part in loc)
     message = error["msg"].removeprefix("Value error, ")
@@ -179,12 +210,21 @@ def build_config(
             incident_io_secret=data.webhooks.incident_io_secret,
             webhook_secrets=secrets,
             require_signatures=bool(data.webhooks.require_signatures),
+            notify=tuple(
+                NotifyRoute(tuple(n.urls), tuple(n.providers), tuple(n.components), tuple(n.statuses), tuple(n.sources))
+                for n in data.notify
+            ),
+            notify_retry_for=data.notify_retry_for or config.notify_retry_for,
+            notify_timeout=data.notify_timeout or config.notify_timeout,
+            notify_concurrency=data.notify_concurrency or config.notify_concurrency,
         )
         _check_unique(config.feeds, file_path)
         if data.webhooks.incident_io_secret:
             _check_secret(data.webhooks.incident_io_secret, f"config file {file_path}: webhooks.incident_io_secret")
         for provider, secret in data.webhooks.secrets.items():
             _check_secret(secret, f"config file {file_path}: webhooks.secrets.{provider}")
+        for index, route in enumerate(config.notify):
+            _check_notify_urls(route.urls, f"config file {file_path}: notify #{index + 1}")
     secrets = dict(config.webhook_secrets)
     for name, value in env.items():
         if name.startswith("WEBHOOK_SECRET_") and value:
@@ -192,11 +232,14 @@ def build_config(
             secrets[name.removeprefix("WEBHOOK_SECRET_")] = value
     if env.get("INCIDENT_IO_WEBHOOK_SECRET"):
         _check_secret(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
+    env_urls = tuple(split_urls(env.get("NOTIFY_URLS", "")))
     config = replace(
         config,
         incident_io_secret=env.get("INCIDENT_IO_WEBHOOK_SECRET") or config.incident_io_secret,
         webhook_secrets=secrets,
+        notify=config.notify + ((NotifyRoute(env_urls),) if env_urls else ()),
     )
+    _check_notify_urls(env_urls, "environment variable NOTIFY_URLS")
     given = {k: v for k, v in flags.items() if v is not None}
     if "interval" in given:
         _positive_flag(given["interval"])
@@ -208,6 +251,13 @@ def _check_secret(secret: str, what: str) -> None:
         standard_webhook_key(secret)
     except ValueError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+
+
+def _check_notify_urls(urls: tuple[str, ...], where: str) -> None:
+    """Never echoes a URL: notification URLs carry their service's credentials."""
+    for position, url in enumerate(urls):
+        if not notification_url_is_valid(url):
+            raise ConfigError(f"{where}: url #{position + 1} is not a notification URL Apprise understands")
 
 
 def _positive_flag(value: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Callable, Iterable, Protocol
@@ -12,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Callable, Iterable, Protocol
 from seen import SeenSet, key_hash
 
 if TYPE_CHECKING:
+    from notifier import Notifier
     from state import Store
 
 log = logging.getLogger("monitor.events")
@@ -153,6 +155,7 @@ class StreamOutput:
 
 @dataclass
 class HandlerStats:
+    by_label: Counter = field(default_factory=Counter)  # (provider, source, status) of announced events
     events_total: int = 0
     duplicates_total: int = 0
     stale_total: int = 0
@@ -170,10 +173,12 @@ class EventHandler:
         self,
         store: Store,
         outputs: list[Output],
+        notifier: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._outputs = outputs
+        self._notifier = notifier
         self._clock = clock
         self._seen = SeenSet()
         self._latest: dict[tuple[str, str], datetime] = {}
@@ -193,9 +198,12 @@ class EventHandler:
             counts[provider] = counts.get(provider, 0) + 1
         return counts
 
-    async def handle(self, events: Iterable[Event], delivery_id: str | None = None) -> list[Event]:
+    async def handle(
+        self, events: Iterable[Event], delivery_id: str | None = None, notify: bool = True
+    ) -> list[Event]:
         """Announces every event not seen before, oldest first; returns those announced.
-        A webhook's delivery id is committed with its last event (or alone): never before it."""
+        A webhook's delivery id is committed with its last event (or alone): never before it.
+        `notify=False` prints and records without notifying (a feed's first poll)."""
         announced = []
         pending = sorted(events, key=_age)
         unrecorded = delivery_id  # until a write has carried it
@@ -210,7 +218,7 @@ class EventHandler:
                 await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
             else:
-                await self._announce(event, delivery_id=last)
+                await self._announce(event, last, notify)
                 announced.append(event)
             if last is not None:
                 unrecorded = None
@@ -224,12 +232,13 @@ class EventHandler:
         """Splits a feed's updates into those to announce and those to record silently.
 
         On a feed's first poll, history is recorded silently and only incidents still open
-        are announced (their latest update); `replay` announces everything instead.
+        are announced (their latest update); `replay` announces everything instead. Nothing
+        announced on a first poll is notified: it is the state found, not news.
         Returns the announced events and the hashes of the keys recorded without a word.
         """
         if not first_poll or replay:
             events = [u for incident in incidents for u in incident.updates]
-            return await self.handle(events), []
+            return await self.handle(events, notify=not first_poll), []
         now = self._clock()
         to_announce: list[Event] = []
         silent: list[int] = []
@@ -247,7 +256,7 @@ class EventHandler:
             silent.extend(key_hash(key) for update in rest for key in update.keys)
         self._seen.add_hashes(silent)
         self.stats.baseline_total += len(silent)
-        return await self.handle(to_announce), silent
+        return await self.handle(to_announce, notify=False), silent
 
     def _still_open(self, incident: Incident, now: datetime) -> bool:
         if incident.open is not None:
@@ -276,7 +285,7 @@ class EventHandler:
         else:
             self._open[ident] = event.status
 
-    async def _announce(self, event: Event, delivery_id: str | None = None) -> None:
+    async def _announce(self, event: Event, delivery_id: str | None, notify: bool) -> None:
         event.received_at = self._clock()
         self._track(event)
         for output in self._outputs:
@@ -286,7 +295,11 @@ class EventHandler:
                 log.exception("output %s failed", type(output).__name__)
         self._seen.update(event.keys)
         self.stats.events_total += 1
-        await self._store.add_event(event, delivery_id)
+        self.stats.by_label[event.provider, event.source, event.status] += 1
+        sends = self._notifier.prepare(event) if notify and self._notifier else []
+        await self._store.add_event(event, delivery_id, sends)
+        if sends:
+            self._notifier.submit(sends)
 
 
 def _age(event: Event) -> datetime:

@@ -20,6 +20,8 @@ import uvicorn
 
 from config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
 from event_handler import EventHandler, Output, StreamOutput
+from metrics import MonitorCollector, create_registry
+from notifier import Notifier, send_test
 from redact import redact_url
 from rss_poller import FeedPoller, make_client
 from state import StateError, Store
@@ -41,7 +43,7 @@ FLUSH_EVERY = 5.0  # seconds between two writes of feeds' validators and health
 TRIM_EVERY = 60.0  # at most this often, and only after this many parses, is freed memory returned
 TRIM_AFTER_PARSES = 50
 PRUNE_EVERY = 6 * 3600.0  # seconds between two deletions of expired events and delivery ids
-SHUTDOWN_GRACE = 3.0  # seconds in-flight polls and webhooks get after SIGINT/SIGTERM
+SHUTDOWN_GRACE = 3.0  # seconds in-flight polls, webhooks and notifications get after SIGINT/SIGTERM
 
 
 class _Server(uvicorn.Server):
@@ -67,7 +69,8 @@ class Monitor:
     def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
         self.config = config
         self.store = Store(config.state_path)
-        self.handler = EventHandler(self.store, outputs or [StreamOutput(config.json_output)])
+        self.notifier = Notifier(config, self.store)
+        self.handler = EventHandler(self.store, outputs or [StreamOutput(config.json_output)], self.notifier)
         self._stop = asyncio.Event()
 
     async def open(self) -> None:
@@ -75,6 +78,7 @@ class Monitor:
         log.info("state in %s", self.config.state_path)
         await self.store.prune(self.config.retention_days)
         await self.handler.load()
+        await self.notifier.load()
 
     async def start(
         self,
@@ -99,7 +103,8 @@ class Monitor:
             await poller.load()
             receiver = WebhookReceiver(config, self.handler, self.store)
             await receiver.load()
-            app = create_app(config, receiver, self.handler, self.store, poller.feed_stats, lambda: vars(poller.stats))
+            registry = create_registry(MonitorCollector(self.handler, poller, receiver, self.notifier))
+            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry)
             server = _Server(
                 uvicorn.Config(
                     app,
@@ -119,6 +124,7 @@ class Monitor:
             if serving.done():
                 serving.result()
             self._announce_start(config)
+            self.notifier.start()
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
@@ -127,7 +133,8 @@ class Monitor:
             server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving), SHUTDOWN_GRACE + 1
+                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving, self.notifier.stop(SHUTDOWN_GRACE)),
+                    SHUTDOWN_GRACE + 1,
                 )
 
     def stop(self) -> None:
@@ -153,7 +160,9 @@ class Monitor:
         async with make_client(self.config) as client:
             poller = FeedPoller(self.config, self.handler, self.store, client)
             await poller.load()
+            self.notifier.start()
             await poller.poll_all()
+            await self.notifier.stop(self.config.notify_timeout)
             failed = [s for s in poller.feeds.values() if s.last_error]
             for status in failed:
                 log.warning("feed %s (%s): %s", status.feed.name, redact_url(status.feed.url), status.last_error)
@@ -178,6 +187,8 @@ class Monitor:
                 log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
         if not config.webhook_secrets and not config.require_signatures:
             log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+        for target in self.notifier.targets.values():
+            log.info("notifying %s", target.label)
 
 
 def release_free_memory() -> None:
@@ -217,6 +228,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state", metavar="PATH", dest="state_path", help="SQLite state file (default ./monitor.db; :memory: keeps nothing)")
     parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
     parser.add_argument("--history", action="store_true", help="print stored events and exit")
+    parser.add_argument(
+        "--test-notify", action="store_true",
+        help="send a test message to every notification target, report each, exit (0 all delivered, 1 any failed)",
+    )
     parser.add_argument("--provider", help="with --history: only this provider")
     parser.add_argument("--since", type=_since, metavar="TIME", help="with --history: only events received since this ISO time")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper, help="stderr log level (default INFO)")
@@ -264,7 +279,19 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+async def _test_notify(config: Config) -> int:
+    if not config.notify:
+        print("error: no notification targets: add [[notify]] to the config file or set NOTIFY_URLS", file=sys.stderr)
+        return 2
+    results = await send_test(config)
+    for result in results:
+        print(f"delivered  {result.target}" if result.delivered else f"FAILED     {result.target}: {result.reason}")
+    return 0 if all(result.delivered for result in results) else 1
+
+
 async def _run(config: Config, args: argparse.Namespace) -> int:
+    if args.test_notify:
+        return await _test_notify(config)
     monitor = Monitor(config)
     try:
         await monitor.open()

@@ -8,11 +8,13 @@ import email.utils
 import logging
 import random
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import httpx
+from prometheus_client import Histogram
 
 from config import Config, FeedConfig
 from event_handler import EventHandler
@@ -34,7 +36,12 @@ FIRST_POLLS_PER_SECOND = 200
 
 
 class FetchError(Exception):
-    """The feed could not be fetched; the message is safe to log (no secrets)."""
+    """The feed could not be fetched; the message is safe to log (no secrets). `kind` is
+    the class of error that metrics count."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -46,6 +53,10 @@ class FetchResult:
     retry_after: float | None = None
 
 
+_TOTALS = ("polls_total", "not_modified_total", "unchanged_total", "parsed_total", "poll_errors_total")
+POLL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 @dataclass
 class PollerStats:
     polls_total: int = 0
@@ -53,6 +64,18 @@ class PollerStats:
     unchanged_total: int = 0  # 200s whose entries were those already parsed
     parsed_total: int = 0
     poll_errors_total: int = 0
+    # By result: "200", "304", or an error class ("timeout", "http_503", "parse", ...).
+    results: Counter = field(default_factory=Counter)
+    latency: Histogram = field(
+        default_factory=lambda: Histogram(
+            "statusmon_poll_duration_seconds", "Time to fetch a feed (conditional GET, body included).",
+            registry=None, buckets=POLL_SECONDS_BUCKETS,
+        )
+    )
+
+    def totals(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _TOTALS}
+
 
 
 @dataclass
@@ -67,6 +90,7 @@ class FeedStatus:
     failing: bool = False
     kind: str | None = None
     digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
+    last_success: float | None = None  # Unix time of this run's last good poll
 
     def __post_init__(self) -> None:
         self.url = httpx.URL(self.feed.url)
@@ -133,23 +157,23 @@ async def fetch(
                     return result
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit")
+                    raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit", "too_large")
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise FetchError(f"body exceeds the {max_bytes}-byte limit")
+                        raise FetchError(f"body exceeds the {max_bytes}-byte limit", "too_large")
                     chunks.append(chunk)
                 result.body = b"".join(chunks)
                 return result
     except TimeoutError:
-        raise FetchError(f"no complete answer within {deadline:g} s") from None
+        raise FetchError(f"no complete answer within {deadline:g} s", "timeout") from None
     except httpx.TooManyRedirects:
-        raise FetchError(f"more than {MAX_REDIRECTS} redirects") from None
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects", "redirects") from None
     except httpx.TimeoutException:
-        raise FetchError("timed out") from None
+        raise FetchError("timed out", "timeout") from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": "), "connection") from None
 
 
 class FeedPoller:
@@ -240,18 +264,22 @@ class FeedPoller:
         feed, record = status.feed, status.record
         silent: list[int] = []
         async with self._semaphore:
+            started = time.perf_counter()
             try:
-                result = await fetch(
-                    self._client, status.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
-                )
+                try:
+                    result = await fetch(
+                        self._client, status.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
+                    )
+                finally:
+                    self.stats.latency.observe(time.perf_counter() - started)
                 silent = await self._process(status, result)
             except FetchError as exc:
-                self._failed(status, str(exc), None)
+                self._failed(status, str(exc), None, exc.kind)
             except FeedError as exc:
-                self._failed(status, str(exc), record.last_status)
+                self._failed(status, str(exc), record.last_status, "parse")
             except Exception:
                 log.exception("feed %s: unexpected error", feed.name)
-                self._failed(status, "internal error (see the log)", record.last_status)
+                self._failed(status, "internal error (see the log)", record.last_status, "internal")
         self.stats.polls_total += 1
         record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         await self._store.save_feed(record, silent)
@@ -261,11 +289,13 @@ class FeedPoller:
         record.last_status = result.status
         if result.status == 304:
             self.stats.not_modified_total += 1
+            self.stats.results["304"] += 1
             self._succeeded(status)
             return []
         if result.status == 410:
             record.gone = True
             self.stats.poll_errors_total += 1
+            self.stats.results["http_410"] += 1
             log.warning("feed %s (%s) answered 410 Gone: no longer polled", feed.name, redact_url(feed.url))
             return []
         if result.status != 200:
@@ -273,7 +303,7 @@ class FeedPoller:
             if result.status in (429, 503) and result.retry_after is not None:
                 record.backoff_until = time.time() + result.retry_after
                 reason += f", retrying after {result.retry_after:g} s"
-            self._failed(status, reason, result.status)
+            self._failed(status, reason, result.status, f"http_{result.status}")
             return []
         digest = content_digest(result.body)
         silent: list[int] = []
@@ -290,10 +320,12 @@ class FeedPoller:
             self.stats.parsed_total += 1
             record.entries = parsed.entries
         record.etag, record.last_modified = result.etag, result.last_modified
+        self.stats.results["200"] += 1
         self._succeeded(status)
         return silent
 
     def _succeeded(self, status: FeedStatus) -> None:
+        status.last_success = time.time()
         status.record.consecutive_errors = 0
         status.record.backoff_until = None
         status.last_error = None
@@ -301,12 +333,13 @@ class FeedPoller:
             status.failing = False
             log.warning("feed %s (%s) recovered", status.feed.name, redact_url(status.feed.url))
 
-    def _failed(self, status: FeedStatus, reason: str, http_status: int | None) -> None:
+    def _failed(self, status: FeedStatus, reason: str, http_status: int | None, kind: str) -> None:
         record = status.record
         record.last_status = http_status
         record.consecutive_errors += 1
         status.last_error = reason
         self.stats.poll_errors_total += 1
+        self.stats.results[kind] += 1
         log.debug("feed %s: %s", status.feed.name, reason)
         if record.consecutive_errors >= FAILING_AFTER and not status.failing:
             status.failing = True

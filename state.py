@@ -11,7 +11,7 @@ import operator
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -20,7 +20,7 @@ from event_handler import Event
 from seen import SeenSet, key_hash
 
 APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the notification outbox
 DELIVERY_TTL = timedelta(hours=72)  # providers retry for 24 h with fresh timestamps
 
 _SCHEMA = """
@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    target TEXT NOT NULL,  -- notifier.target_id() of a notification URL
+    event_key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (target, event_key)
+) WITHOUT ROWID;
 """
 
 T = TypeVar("T")
@@ -74,6 +83,18 @@ class FeedRecord:
     backoff_until: float | None = None
     entries: int = 0
     gone: bool = False
+
+
+@dataclass
+class OutboxItem:
+    """A notification not yet delivered: written with its event, deleted once sent or given up."""
+
+    target: str
+    event_key: str
+    title: str
+    body: str
+    kind: str
+    created_at: float
 
 
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
@@ -167,16 +188,22 @@ class Store:
 
         await self._write(add)
 
-    async def add_event(self, event: Event, delivery_id: str | None = None) -> None:
+    async def add_event(
+        self, event: Event, delivery_id: str | None = None, outbox: Iterable[OutboxItem] = ()
+    ) -> None:
+        """The event, its keys, the webhook delivery that brought it and the notifications it
+        calls for, in one transaction: none of them without the others."""
         seen = _seen_rows(key_hash(key) for key in event.keys)
         delivery = _delivery_rows(delivery_id)
         data = event.to_dict()
         row = (event.key, event.provider, event.source, data["received_at"], json.dumps(data))
+        sends = [astuple(item) for item in outbox]
 
         def add(db: sqlite3.Connection) -> None:
             db.executemany(_ADD_SEEN, seen)
             db.execute("INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)", row)
             db.executemany(_ADD_DELIVERY, delivery)
+            db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, ?)", sends)
 
         await self._write(add)
 
@@ -217,6 +244,17 @@ class Store:
         with _transaction(self.db):
             self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff.isoformat().replace("+00:00", "Z"),))
             self.db.execute("DELETE FROM deliveries WHERE received_at < ?", (time.time() - DELIVERY_TTL.total_seconds(),))
+
+    # --- notification outbox ---
+
+    async def load_outbox(self) -> list[OutboxItem]:
+        return await self._run(
+            lambda: [OutboxItem(*row) for row in self.db.execute("SELECT target, event_key, title, body, kind, created_at FROM outbox ORDER BY created_at")]
+        )
+
+    async def remove_outbox(self, items: Iterable[OutboxItem]) -> None:
+        rows = [(item.target, item.event_key) for item in items]
+        await self._write(lambda db: db.executemany("DELETE FROM outbox WHERE target = ? AND event_key = ?", rows))
 
     # --- feeds ---
 

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from config import Config
 from event_handler import Event, EventHandler
+from notifier import Notifier
+from rss_poller import FeedPoller
 from signatures import (
     SignatureError,
     standard_webhook_headers,
@@ -44,10 +47,19 @@ class Rejected(Exception):
 
 @dataclass
 class WebhookStats:
-    received_total: int = 0
-    duplicate_total: int = 0
-    ignored_total: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    # (endpoint, outcome, reason): outcome is accepted, duplicate, ignored or rejected, and
+    # only a rejection has a reason.
+    outcomes: Counter = field(default_factory=Counter)
+
+    def total(self, outcome: str) -> int:
+        return sum(n for (_, kind, _), n in self.outcomes.items() if kind == outcome)
+
+    def rejected(self) -> dict[str, int]:
+        reasons: Counter = Counter()
+        for (_, kind, reason), n in self.outcomes.items():
+            if kind == "rejected":
+                reasons[reason] += n
+        return dict(reasons)
 
 
 class WebhookReceiver:
@@ -119,14 +131,11 @@ class WebhookReceiver:
 
     async def deliver(self, delivery_id: str | None, build: Callable[[], list[Event]]) -> dict[str, Any]:
         """Replay check, adapter, handler; returns the JSON answer (2xx)."""
-        self.stats.received_total += 1
         if delivery_id is not None and delivery_id in self._deliveries:
-            self.stats.duplicate_total += 1
             return {"status": "duplicate"}
         try:
             events = build()
         except Unhandled as exc:
-            self.stats.ignored_total += 1
             return {"status": "ignored", "event_type": str(exc)}
         if delivery_id is not None:
             self._deliveries.add(delivery_id)  # at once: a concurrent retry is a duplicate
@@ -136,7 +145,6 @@ class WebhookReceiver:
             self._deliveries.discard(delivery_id)  # not recorded: the provider's retry must get through
             raise
         if events and not announced:
-            self.stats.duplicate_total += 1
             return {"status": "duplicate"}
         return {"status": "accepted", "events": len(announced)}
 
@@ -150,8 +158,13 @@ def _parse_json(body: bytes) -> Any:
         raise Rejected(400, "body is not valid JSON", "bad_json") from None
 
 
-def _reject(receiver: WebhookReceiver, exc: Rejected) -> JSONResponse:
-    receiver.stats.rejected[exc.counter] += 1
+def _answer(receiver: WebhookReceiver, endpoint: str, answer: dict[str, Any]) -> JSONResponse:
+    receiver.stats.outcomes[endpoint, answer["status"], ""] += 1
+    return JSONResponse(answer)
+
+
+def _reject(receiver: WebhookReceiver, endpoint: str, exc: Rejected) -> JSONResponse:
+    receiver.stats.outcomes[endpoint, "rejected", exc.counter] += 1
     return JSONResponse({"error": exc.reason}, status_code=exc.status)
 
 
@@ -160,8 +173,9 @@ def create_app(
     receiver: WebhookReceiver,
     handler: EventHandler,
     store: Store,
-    feed_stats: Callable[[], list[dict]],
-    poll_stats: Callable[[], dict[str, int]],
+    poller: FeedPoller,
+    notifier: Notifier,
+    registry: CollectorRegistry,
 ) -> FastAPI:
     app = FastAPI(
         title="Status-page monitor",
@@ -183,10 +197,10 @@ def create_app(
             key = f"incident-io:{delivery_id}" if delivery_id else None
             answer = await receiver.deliver(key, lambda: incidentio_events(payload, delivery_id or ""))
         except Rejected as exc:
-            return _reject(receiver, exc)
+            return _reject(receiver, "incident-io", exc)
         except PayloadError as exc:
-            return _reject(receiver, Rejected(422, str(exc), "unknown_shape"))
-        return JSONResponse(answer)
+            return _reject(receiver, "incident-io", Rejected(422, str(exc), "unknown_shape"))
+        return _answer(receiver, "incident-io", answer)
 
     async def generic(request: Request) -> JSONResponse:
         provider = request.path_params["provider"]
@@ -199,10 +213,10 @@ def create_app(
             key = f"generic:{provider}:{delivery_id}" if delivery_id else None
             answer = await receiver.deliver(key, lambda: generic_events(provider, payload))
         except Rejected as exc:
-            return _reject(receiver, exc)
+            return _reject(receiver, "generic", exc)
         except PayloadError as exc:
-            return _reject(receiver, Rejected(422, str(exc), "unknown_shape"))
-        return JSONResponse(answer)
+            return _reject(receiver, "generic", Rejected(422, str(exc), "unknown_shape"))
+        return _answer(receiver, "generic", answer)
 
     app.add_route("/webhook/incident-io", incident_io, methods=["POST"])
     app.add_route("/webhook/generic/{provider}", generic, methods=["POST"])
@@ -214,20 +228,32 @@ def create_app(
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         s, w = handler.stats, receiver.stats
+        targets = notifier.target_stats()
         return {
             "uptime_seconds": round(time.monotonic() - started, 3),
             "events_total": s.events_total,
             "duplicates_total": s.duplicates_total,
             "stale_total": s.stale_total,
             "baseline_total": s.baseline_total,
-            **poll_stats(),
-            "webhooks_received_total": w.received_total,
-            "webhooks_rejected_total": dict(w.rejected),
-            "webhooks_duplicate_total": w.duplicate_total,
-            "webhooks_ignored_total": w.ignored_total,
+            **poller.stats.totals(),
+            "webhooks_received_total": sum(w.total(kind) for kind in ("accepted", "duplicate", "ignored")),
+            "webhooks_rejected_total": w.rejected(),
+            "webhooks_duplicate_total": w.total("duplicate"),
+            "webhooks_ignored_total": w.total("ignored"),
             "open_incidents": handler.open_incidents,
-            "feeds": feed_stats(),
+            "notifications": {
+                "sent_total": sum(t["sent_total"] for t in targets),
+                "failed_total": sum(t["failed_total"] for t in targets),
+                "retries_total": sum(t["retries_total"] for t in targets),
+                "pending": notifier.pending,
+                "targets": targets,
+            },
+            "feeds": poller.feed_stats(),
         }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/events")
     async def events(

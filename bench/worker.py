@@ -54,7 +54,7 @@ async def run(args: argparse.Namespace) -> dict:
                 for cycle in range(args.cycles):
                     if cycle and args.mutate_between:
                         httpx.post(f"{args.base}/_mutate", params={"fraction": 0.015}, verify=False)
-                    before = {k: v for k, v in vars(poller.stats).items()}
+                    before = poller.stats.totals()
                     events_before = handler.stats.events_total
                     gc.collect()
                     wall, cpu = time.perf_counter(), time.process_time()
@@ -70,7 +70,7 @@ async def run(args: argparse.Namespace) -> dict:
                     trim = time.perf_counter()
                     release_free_memory()  # as the daemon's housekeeping does after a burst of parsing
                     trim = time.perf_counter() - trim
-                    after = vars(poller.stats)
+                    after = poller.stats.totals()
                     cycles.append({
                         "wall_s": wall,
                         "cpu_s": cpu,

@@ -91,6 +91,20 @@ def test_foreign_database_text_file_and_newer_schema_are_refused(tmp_path):
     _refused(tmp_path, newer, "newer version")
 
 
+def test_a_file_of_the_previous_schema_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:  # as schema 1 left it
+        db.execute("DROP TABLE outbox")
+        db.execute("INSERT INTO seen VALUES (42, 0)")
+        db.execute("PRAGMA user_version = 1")
+    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        assert db.execute("SELECT hash FROM seen").fetchall() == [(42,)]
+
+
 def test_corrupt_database_is_refused(tmp_path):
     path = tmp_path / "state.db"
     with closing(sqlite3.connect(path)) as db, db:

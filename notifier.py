@@ -1,0 +1,292 @@
+"""Notifications through Apprise. Routes decide which events go to which targets; every send
+waits in the state file's outbox until it is delivered or given up, so neither a crash nor a
+dead target loses one, and each target gets its messages in order on a worker of its own, so
+a slow target delays nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import re
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import apprise
+from apprise.utils.parse import parse_urls
+
+from event_handler import RESOLVED_STATUSES, Event
+from state import OutboxItem
+
+if TYPE_CHECKING:
+    from config import Config, NotifyRoute
+    from state import Store
+
+log = logging.getLogger("monitor.notify")
+
+# Apprise logs through its own logger, at times with a target's full URL and so its
+# credentials. It is kept off stderr; what a failed send logged is reported, scrubbed.
+logging.getLogger("apprise").propagate = False
+logging.getLogger("apprise").addHandler(logging.NullHandler())
+
+FIRST_RETRY = 1.0  # seconds before the first retry; doubles up to MAX_RETRY_DELAY
+MAX_RETRY_DELAY = 300.0
+TEST_TITLE = "Status-page monitor: test notification"
+
+
+def notification_url_is_valid(url: str) -> bool:
+    return apprise.Apprise.instantiate(url) is not None
+
+
+def split_urls(value: str) -> list[str]:
+    """NOTIFY_URLS: URLs separated by spaces, commas or semicolons, as Apprise's own CLI reads them."""
+    return parse_urls(value)
+
+
+def target_id(url: str) -> str:
+    """Names a target in the outbox without storing its credentials twice."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def describe(url: str) -> str:
+    """The URL as logs and /stats show it: Apprise's privacy form, path segments masked too
+    (a webhook's path is often its secret), no query string."""
+    service = apprise.Apprise.instantiate(url)
+    shown = service.url(privacy=True).split("?", 1)[0] if service else url.split("://", 1)[0] + "://"
+    scheme, _, rest = shown.partition("://")
+    host, _, path = rest.partition("/")
+    masked = [_mask(part) if part and part in url else part for part in path.split("/")]
+    return f"{scheme}://{host}/" + "/".join(masked) if path else f"{scheme}://{host}"
+
+
+def _mask(part: str) -> str:
+    return f"{part[0]}...{part[-1]}" if len(part) > 3 else "***"
+
+
+def _scrub(text: str, url: str) -> str:
+    """Removes every credential-like piece of `url` from an error message."""
+    host = urlsplit(url).hostname or ""
+    for piece in sorted(set(re.findall(r"[^/:@?&=#]{4,}", url.split("://", 1)[-1])), key=len, reverse=True):
+        if piece != host:
+            text = text.replace(piece, "***")
+    return text
+
+
+def _matches(patterns: tuple[str, ...], value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value.casefold(), pattern.casefold()) for pattern in patterns)
+
+
+def route_matches(route: NotifyRoute, event: Event) -> bool:
+    """Empty filters let everything through; an event that names no component passes a
+    component filter, as most sources never say which components an incident touches."""
+    if route.providers and not _matches(route.providers, event.provider):
+        return False
+    if route.statuses and event.status.casefold() not in {s.casefold() for s in route.statuses}:
+        return False
+    if route.sources and event.source not in route.sources:
+        return False
+    if route.components and event.components:
+        return any(_matches(route.components, component) for component in event.components)
+    return True
+
+
+def render(event: Event) -> tuple[str, str, str]:
+    """Title, body and Apprise type of an event's message. Every update of an incident has
+    the same title and link, so chat clients and mail readers show them as one thread."""
+    resolved = event.status.casefold() in RESOLVED_STATUSES
+    status = f"{event.status} (resolved: this incident is over)" if resolved else event.status
+    lines = [f"Provider: {event.provider}"]
+    if event.product:
+        lines.append(f"Product: {event.product}")
+    lines.append(f"Status: {status}")
+    message = " ".join(event.message.split())
+    if message:
+        lines.append(f"Message: {message}")
+    lines.append(f"Incident: {event.title}")
+    if event.url:
+        lines.append(f"Link: {event.url}")
+    kind = apprise.NotifyType.SUCCESS if resolved else apprise.NotifyType.WARNING
+    return f"{event.provider}: {event.title}", "\n".join(lines), str(kind.value)
+
+
+@dataclass
+class Target:
+    url: str = field(repr=False)
+    id: str = field(init=False)
+    label: str = field(init=False)
+    service: str = field(init=False)  # Apprise's name for it ("Slack", "JSON"): a bounded metrics label
+    apprise: apprise.Apprise = field(init=False, repr=False)
+    sent_total: int = 0
+    failed_total: int = 0
+    retries_total: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.id, self.label = target_id(self.url), describe(self.url)
+        self.apprise = apprise.Apprise()
+        self.apprise.add(self.url)
+        self.service = self.apprise[0].service_name
+
+
+async def send(target: Target, title: str, body: str, kind: str, timeout: float) -> tuple[bool, str | None]:
+    """One attempt; returns whether it was delivered, and if not why (credentials scrubbed)."""
+    try:
+        async with asyncio.timeout(timeout + 1):
+            result = await target.apprise.async_notify(
+                title=title, body=body, notify_type=apprise.NotifyType(kind), timeout=timeout
+            )
+    except TimeoutError:
+        return False, f"no answer within {timeout:g} s"
+    except Exception as exc:  # a plugin's bug must not stop the worker
+        return False, _scrub(f"{type(exc).__name__}: {exc}", target.url)
+    if result:
+        return True, None
+    logged = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
+    return False, _scrub("; ".join(logged) or result.status.name.lower(), target.url)
+
+
+@dataclass
+class TestResult:
+    target: str
+    delivered: bool
+    reason: str | None = None
+
+
+async def send_test(config: Config) -> list[TestResult]:
+    """`--test-notify`: one labelled message to every configured target at once, one attempt each."""
+    body = "A test from the status-page monitor (--test-notify). If you read this, notifications work."
+    targets = {target_id(url): url for route in config.notify for url in route.urls}
+
+    async def one(url: str) -> TestResult:
+        target = Target(url)
+        delivered, reason = await send(target, TEST_TITLE, body, str(apprise.NotifyType.INFO.value), config.notify_timeout)
+        return TestResult(target.label, delivered, reason)
+
+    return list(await asyncio.gather(*(one(url) for url in targets.values())))
+
+
+@dataclass
+class NotifierStats:
+    by_outcome: Counter = field(default_factory=Counter)  # (service, "sent" | "retry" | "failed")
+
+
+class Notifier:
+    def __init__(self, config: Config, store: Store) -> None:
+        self._store = store
+        self._timeout = config.notify_timeout
+        self._retry_for = config.notify_retry_for
+        self._sending = asyncio.Semaphore(config.notify_concurrency)
+        self.targets: dict[str, Target] = {}
+        self._routes: list[tuple[NotifyRoute, list[str]]] = []
+        for route in config.notify:
+            ids = []
+            for url in route.urls:
+                target = self.targets.setdefault(target_id(url), Target(url))
+                ids.append(target.id)
+            self._routes.append((route, ids))
+        self._queues: dict[str, deque[OutboxItem]] = {tid: deque() for tid in self.targets}
+        self._wakeups: dict[str, asyncio.Event] = {tid: asyncio.Event() for tid in self.targets}
+        self._workers: list[asyncio.Task] = []
+        self.stats = NotifierStats()
+
+    def prepare(self, event: Event) -> list[OutboxItem]:
+        """The sends an event calls for: one per target that any matching route names."""
+        ids = dict.fromkeys(tid for route, tids in self._routes if route_matches(route, event) for tid in tids)
+        if not ids:
+            return []
+        title, body, kind = render(event)
+        now = time.time()
+        return [OutboxItem(tid, event.key, title, body, kind, now) for tid in ids]
+
+    def submit(self, items: list[OutboxItem]) -> None:
+        """Queues sends already committed to the outbox."""
+        for item in items:
+            self._queues[item.target].append(item)
+            self._wakeups[item.target].set()
+
+    @property
+    def pending(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    async def load(self) -> None:
+        """Queues the sends a previous run left unfinished; drops those for removed targets."""
+        items = await self._store.load_outbox()
+        orphans = [item for item in items if item.target not in self.targets]
+        if orphans:
+            log.warning("dropping %d unsent notifications for targets no longer configured", len(orphans))
+            await self._store.remove_outbox(orphans)
+        self.submit([item for item in items if item.target in self.targets])
+        if len(items) > len(orphans):
+            log.info("%d notifications left unsent by the last run will be sent now", len(items) - len(orphans))
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work(target), name=f"notify {target.label}") for target in self.targets.values()]
+
+    async def stop(self, grace: float) -> None:
+        """Gives queued sends `grace` seconds, then stops; the rest stay in the outbox for the
+        next start (a send cut off mid-way is sent again: at least once)."""
+        deadline = time.monotonic() + grace
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self.pending:
+            log.warning("%d notifications not sent yet: they will be sent on the next start", self.pending)
+
+    async def _work(self, target: Target) -> None:
+        queue, wakeup = self._queues[target.id], self._wakeups[target.id]
+        while True:
+            while not queue:
+                wakeup.clear()
+                await wakeup.wait()
+            item = queue[0]
+            await self._deliver(target, item)
+            queue.popleft()
+            await self._store.remove_outbox([item])
+
+    async def _deliver(self, target: Target, item: OutboxItem) -> None:
+        """Sends until delivered, or until `retry_for` seconds after the event; then one error."""
+        delay, attempts = FIRST_RETRY, 0
+        while True:
+            attempts += 1
+            async with self._sending:
+                delivered, reason = await send(target, item.title, item.body, item.kind, self._timeout)
+            if delivered:
+                target.sent_total += 1
+                target.last_error = None
+                self.stats.by_outcome[target.service, "sent"] += 1
+                return
+            target.last_error = reason
+            if time.time() + delay > item.created_at + self._retry_for:
+                target.failed_total += 1
+                self.stats.by_outcome[target.service, "failed"] += 1
+                log.error(
+                    "notification to %s about %r not delivered after %d attempts: %s (given up)",
+                    target.label, item.title, attempts, reason,
+                )
+                return
+            if attempts == 1:
+                log.warning("notification to %s failed: %s; retrying for up to %g s", target.label, reason, self._retry_for)
+            target.retries_total += 1
+            self.stats.by_outcome[target.service, "retry"] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def target_stats(self) -> list[dict]:
+        return [
+            {
+                "target": t.label,
+                "sent_total": t.sent_total,
+                "failed_total": t.failed_total,
+                "retries_total": t.retries_total,
+                "pending": len(self._queues[t.id]),
+                "last_error": t.last_error,
+            }
+            for t in self.targets.values()
+        ]
