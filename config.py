@@ -63,7 +63,6 @@ class Config:
     notify: tuple[NotifyRoute, ...] = ()
     notify_retry_for: float = 3600.0  # seconds a failing notification is retried before it is given up
     notify_timeout: float = 15.0  # seconds one send may take
-    notify_concurrency: int = 4  # sends in flight at once, across all targets
 
     def feed_interval(self, feed: FeedConfig) -> float:
         return feed.interval if feed.interval is not None else self.interval
@@ -135,7 +134,6 @@ class _ConfigFile(_Strict):
     notify: list[_NotifyFile] = []
     notify_retry_for: Optional[float] = None
     notify_timeout: Optional[float] = None
-    notify_concurrency: Optional[int] = Field(default=None, ge=1, le=100)
 
     @field_validator("interval", "request_timeout", "notify_retry_for", "notify_timeout")
     @classmethod
@@ -216,7 +214,6 @@ def build_config(
             ),
             notify_retry_for=data.notify_retry_for or config.notify_retry_for,
             notify_timeout=data.notify_timeout or config.notify_timeout,
-            notify_concurrency=data.notify_concurrency or config.notify_concurrency,
         )
         _check_unique(config.feeds, file_path)
         if data.webhooks.incident_io_secret:

@@ -78,7 +78,6 @@ class Monitor:
         log.info("state in %s", self.config.state_path)
         await self.store.prune(self.config.retention_days)
         await self.handler.load()
-        await self.notifier.load()
 
     async def start(
         self,
@@ -124,7 +123,7 @@ class Monitor:
             if serving.done():
                 serving.result()
             self._announce_start(config)
-            self.notifier.start()
+            await self.notifier.start()
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
@@ -160,7 +159,7 @@ class Monitor:
         async with make_client(self.config) as client:
             poller = FeedPoller(self.config, self.handler, self.store, client)
             await poller.load()
-            self.notifier.start()
+            await self.notifier.start()
             await poller.poll_all()
             await self.notifier.stop(self.config.notify_timeout)
             failed = [s for s in poller.feeds.values() if s.last_error]

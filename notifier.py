@@ -180,14 +180,13 @@ class Notifier:
         self._store = store
         self._timeout = config.notify_timeout
         self._retry_for = config.notify_retry_for
-        self._sending = asyncio.Semaphore(config.notify_concurrency)
         self.targets: dict[str, Target] = {}
         self._routes: list[tuple[NotifyRoute, list[str]]] = []
         for route in config.notify:
-            ids = []
-            for url in route.urls:
-                target = self.targets.setdefault(target_id(url), Target(url))
-                ids.append(target.id)
+            ids = [target_id(url) for url in route.urls]
+            for tid, url in zip(ids, route.urls):
+                if tid not in self.targets:
+                    self.targets[tid] = Target(url)
             self._routes.append((route, ids))
         self._queues: dict[str, deque[OutboxItem]] = {tid: deque() for tid in self.targets}
         self._wakeups: dict[str, asyncio.Event] = {tid: asyncio.Event() for tid in self.targets}
@@ -213,8 +212,9 @@ class Notifier:
     def pending(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
-    async def load(self) -> None:
-        """Queues the sends a previous run left unfinished; drops those for removed targets."""
+    async def start(self) -> None:
+        """Queues the sends a previous run left unfinished (dropping those for targets no
+        longer configured) and starts one worker per target."""
         items = await self._store.load_outbox()
         orphans = [item for item in items if item.target not in self.targets]
         if orphans:
@@ -223,8 +223,6 @@ class Notifier:
         self.submit([item for item in items if item.target in self.targets])
         if len(items) > len(orphans):
             log.info("%d notifications left unsent by the last run will be sent now", len(items) - len(orphans))
-
-    def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(target), name=f"notify {target.label}") for target in self.targets.values()]
 
     async def stop(self, grace: float) -> None:
@@ -255,8 +253,7 @@ class Notifier:
         delay, attempts = FIRST_RETRY, 0
         while True:
             attempts += 1
-            async with self._sending:
-                delivered, reason = await send(target, item.title, item.body, item.kind, self._timeout)
+            delivered, reason = await send(target, item.title, item.body, item.kind, self._timeout)
             if delivered:
                 target.sent_total += 1
                 target.last_error = None

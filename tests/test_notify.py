@@ -249,6 +249,32 @@ def test_a_send_cut_off_by_shutdown_is_made_after_restart_and_never_twice(tmp_pa
     assert len(hook.received) == 1 and hook.received[0].json()["title"] == "Acme: Incident x1"
 
 
+def test_sends_left_for_a_target_no_longer_configured_are_dropped_with_a_warning(tmp_path, hooks):
+    old, new = hooks(), hooks()
+    old.fail_next = 10**6
+    port = free_port()
+    proc = start_main("--config", _config_file(tmp_path, port, old.url()), cwd=tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        httpx.post(f"http://127.0.0.1:{port}/webhook/generic/Acme", json=hook_body("o1"))
+        deadline = time.monotonic() + 10
+        while old.attempts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    proc = start_main("--config", _config_file(tmp_path, port, new.url()), cwd=tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert "dropping 1 unsent notifications for targets no longer configured" in stderr
+    assert new.attempts == 0
+
+
 def test_test_notify_reports_each_target_and_exits_by_outcome(tmp_path, hooks):
     good, bad = hooks(), hooks()
     bad.fail_next = 10**6
