@@ -154,6 +154,12 @@ class StreamOutput:
 
 
 @dataclass
+class OpenIncident:
+    latest: Event  # its newest update
+    since: datetime | None  # when its first update seen was posted
+
+
+@dataclass
 class HandlerStats:
     by_label: Counter = field(default_factory=Counter)  # (provider, source, status) of announced events
     events_total: int = 0
@@ -182,11 +188,22 @@ class EventHandler:
         self._clock = clock
         self._seen = SeenSet()
         self._latest: dict[tuple[str, str], datetime] = {}
-        self._open: dict[tuple[str, str], str] = {}
+        self._open: dict[tuple[str, str], OpenIncident] = {}
+        self._listeners: list[Callable[[int, Event], None]] = []
+        self.providers: set[str] = set()  # of every event tracked: the dashboard's cards
         self.stats = HandlerStats()
 
     async def load(self) -> None:
+        """Seen keys, and the incidents open as of the events stored in the last
+        UNSTATED_OPEN_WINDOW: a restart shows them at once, before any poll says more."""
         self._seen = await self._store.load_seen_keys()
+        recent = await self._store.list_events(since=self._clock() - UNSTATED_OPEN_WINDOW, limit=10_000, oldest_first=True)
+        for stored in recent:
+            self._track(stored.event)
+
+    def subscribe(self, listener: Callable[[int, Event], None]) -> None:
+        """`listener(event_id, event)` is called for each event once it is committed."""
+        self._listeners.append(listener)
 
     def is_seen(self, event: Event) -> bool:
         return any(key in self._seen for key in event.keys)
@@ -197,6 +214,9 @@ class EventHandler:
         for provider, _ in self._open:
             counts[provider] = counts.get(provider, 0) + 1
         return counts
+
+    def open_incident_list(self) -> list[OpenIncident]:
+        return list(self._open.values())
 
     async def handle(
         self, events: Iterable[Event], delivery_id: str | None = None, notify: bool = True
@@ -274,6 +294,7 @@ class EventHandler:
 
     def _track(self, event: Event) -> None:
         """Keeps the incident's newest state; an older update never rolls it back."""
+        self.providers.add(event.provider)
         ident = (event.provider, event.incident_id)
         latest = self._latest.get(ident)
         if event.occurred_at is not None and latest is not None and event.occurred_at < latest:
@@ -282,8 +303,10 @@ class EventHandler:
             self._latest[ident] = event.occurred_at
         if event.status.lower() in RESOLVED_STATUSES:
             self._open.pop(ident, None)
+        elif ident in self._open:
+            self._open[ident].latest = event
         else:
-            self._open[ident] = event.status
+            self._open[ident] = OpenIncident(event, event.occurred_at or event.received_at)
 
     async def _announce(self, event: Event, delivery_id: str | None, notify: bool) -> None:
         event.received_at = self._clock()
@@ -297,9 +320,12 @@ class EventHandler:
         self.stats.events_total += 1
         self.stats.by_label[event.provider, event.source, event.status] += 1
         sends = self._notifier.prepare(event) if notify and self._notifier else []
-        await self._store.add_event(event, delivery_id, sends)
+        event_id = await self._store.add_event(event, delivery_id, sends)
         if sends:
             self._notifier.submit(sends)
+        if event_id is not None:
+            for listener in self._listeners:
+                listener(event_id, event)
 
 
 def _age(event: Event) -> datetime:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import uvicorn
 
 from config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from dashboard import EventStream, create_router
 from event_handler import EventHandler, Output, StreamOutput
 from metrics import MonitorCollector, create_registry
 from notifier import Notifier, send_test
@@ -103,7 +104,10 @@ class Monitor:
             receiver = WebhookReceiver(config, self.handler, self.store)
             await receiver.load()
             registry = create_registry(MonitorCollector(self.handler, poller, receiver, self.notifier))
-            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry)
+            stream = EventStream(self.store)
+            self.handler.subscribe(stream.publish)
+            dashboard = create_router(self.handler, poller, stream)
+            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
             server = _Server(
                 uvicorn.Config(
                     app,
@@ -129,6 +133,7 @@ class Monitor:
             await self._stop.wait()
             log.info("shutting down")
             housekeeping.cancel()
+            stream.close()
             server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
@@ -168,15 +173,15 @@ class Monitor:
 
     async def print_history(self, provider: str | None, since: datetime | None) -> None:
         output = StreamOutput(self.config.json_output)
-        for event in await self.store.list_events(provider=provider, since=since, limit=1_000_000, oldest_first=True):
-            output.emit(event)
+        for stored in await self.store.list_events(provider=provider, since=since, limit=1_000_000, oldest_first=True):
+            output.emit(stored.event)
 
     async def close(self) -> None:
         await self.store.close()
 
     def _announce_start(self, config: Config) -> None:
         log.info(
-            "monitoring %d feeds every %g s; HTTP on http://%s:%d",
+            "monitoring %d feeds every %g s; dashboard and webhooks on http://%s:%d",
             len(config.feeds), config.interval, config.host, config.port,
         )
         if config.incident_io_secret is None:

@@ -97,6 +97,12 @@ class OutboxItem:
     created_at: float
 
 
+@dataclass
+class StoredEvent:
+    id: int  # its row in the events table: ascending, so a stream resumes after it
+    event: Event
+
+
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 _feed_row = operator.attrgetter(*_FEED_COLUMNS)
 _SAVE_FEED = f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) VALUES ({', '.join('?' * len(_FEED_COLUMNS))})"
@@ -190,22 +196,26 @@ class Store:
 
     async def add_event(
         self, event: Event, delivery_id: str | None = None, outbox: Iterable[OutboxItem] = ()
-    ) -> None:
+    ) -> int | None:
         """The event, its keys, the webhook delivery that brought it and the notifications it
-        calls for, in one transaction: none of them without the others."""
+        calls for, in one transaction: none of them without the others. Returns the event's
+        id in the events table (None if an event of that key was stored already)."""
         seen = _seen_rows(key_hash(key) for key in event.keys)
         delivery = _delivery_rows(delivery_id)
         data = event.to_dict()
         row = (event.key, event.provider, event.source, data["received_at"], json.dumps(data))
         sends = [astuple(item) for item in outbox]
 
-        def add(db: sqlite3.Connection) -> None:
+        def add(db: sqlite3.Connection) -> int | None:
             db.executemany(_ADD_SEEN, seen)
-            db.execute("INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)", row)
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)", row
+            )
             db.executemany(_ADD_DELIVERY, delivery)
             db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, ?)", sends)
+            return cursor.lastrowid if cursor.rowcount else None
 
-        await self._write(add)
+        return await self._write(add)
 
     async def list_events(
         self,
@@ -214,10 +224,11 @@ class Store:
         since: datetime | None = None,
         limit: int = 100,
         oldest_first: bool = False,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
+        """The newest `limit` events that match, newest or oldest first."""
         return await self._run(self._list_events, provider, source, since, limit, oldest_first)
 
-    def _list_events(self, provider, source, since, limit, oldest_first) -> list[Event]:
+    def _list_events(self, provider, source, since, limit, oldest_first) -> list[StoredEvent]:
         clauses, params = [], []
         if provider:
             clauses.append("provider = ? COLLATE NOCASE")
@@ -231,10 +242,19 @@ class Store:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         order = "ASC" if oldest_first else "DESC"
         rows = self.db.execute(
-            f"SELECT key, body FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id {order}",
+            f"SELECT id, key, body FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id {order}",
             (*params, limit),
         ).fetchall()
-        return [Event.from_dict(json.loads(body), keys=(key,)) for key, body in rows]
+        return [_stored(*row) for row in rows]
+
+    async def events_after(self, event_id: int, limit: int) -> list[StoredEvent]:
+        """The `limit` events stored right after `event_id`, oldest first: a resumed stream."""
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT id, key, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit)
+            ).fetchall()
+        )
+        return [_stored(*row) for row in rows]
 
     async def prune(self, retention_days: int) -> None:
         await self._run(self._prune, retention_days)
@@ -313,33 +333,36 @@ class Store:
 
     # --- group commit ---
 
-    async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> None:
-        """Returns once `op` is committed. Writes that arrive while a commit is under way
-        are committed together in the next transaction: one commit for many webhooks."""
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Returns `op`'s result once it is committed. Writes that arrive while a commit is
+        under way are committed together in the next transaction: one commit for many webhooks."""
         done = asyncio.get_running_loop().create_future()
         self._queue.append((op, done))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        await done
+        return await done
 
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                await self._run(self._apply, [op for op, _ in batch])
+                results = await self._run(self._apply, [op for op, _ in batch])
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, done in batch:
+                for (_, done), result in zip(batch, results):
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(result)
 
-    def _apply(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> None:
+    def _apply(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
         with _transaction(self.db):
-            for op in ops:
-                op(self.db)
+            return [op(self.db) for op in ops]
+
+
+def _stored(event_id: int, key: str, body: str) -> StoredEvent:
+    return StoredEvent(event_id, Event.from_dict(json.loads(body), keys=(key,)))
 
 
 _ADD_SEEN = "INSERT OR IGNORE INTO seen VALUES (?, ?)"

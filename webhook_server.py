@@ -1,4 +1,5 @@
-"""The HTTP side of the monitor: signed webhooks in, /health, /stats and /events out.
+"""The HTTP side of the monitor: signed webhooks in; /health, /stats, /metrics and /events
+out; the dashboard's routes (dashboard.py) mounted beside them.
 
 Each webhook is verified on its raw bytes, bounded in size, parsed, turned into events by a
 pure adapter and handed to the same event handler as the feeds, before the answer goes out:
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from config import Config
+from dashboard import STATIC
 from event_handler import Event, EventHandler
 from notifier import Notifier
 from rss_poller import FeedPoller
@@ -176,6 +179,7 @@ def create_app(
     poller: FeedPoller,
     notifier: Notifier,
     registry: CollectorRegistry,
+    dashboard: APIRouter,
 ) -> FastAPI:
     app = FastAPI(
         title="Status-page monitor",
@@ -220,6 +224,8 @@ def create_app(
 
     app.add_route("/webhook/incident-io", incident_io, methods=["POST"])
     app.add_route("/webhook/generic/{provider}", generic, methods=["POST"])
+    app.include_router(dashboard)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -265,6 +271,6 @@ def create_app(
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
         found = await store.list_events(provider=provider, source=source, since=since, limit=limit)
-        return {"events": [e.to_dict() for e in found], "count": len(found)}
+        return {"events": [{"id": s.id, **s.event.to_dict()} for s in found], "count": len(found)}
 
     return app

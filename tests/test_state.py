@@ -155,7 +155,7 @@ def test_retention_drops_old_events_and_delivery_ids(tmp_path):
         return events, deliveries, seen
 
     events, deliveries, seen = asyncio.run(scenario())
-    assert [e.key for e in events] == ["new"]
+    assert [s.event.key for s in events] == ["new"]
     assert deliveries == {"recent"}
     assert "old" in seen and "new" in seen  # keys stay: an old item still in a feed must not come back
 

@@ -1,0 +1,197 @@
+"""The dashboard: the page at `/` (static files, no build step), the JSON behind it
+(`/api/providers`) and the live stream of new events (`/events/stream`, server-sent events
+that resume after the last event id a browser saw, from the store: no gaps, no repeats)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from event_handler import Event
+from redact import redact_url
+
+if TYPE_CHECKING:
+    from event_handler import EventHandler
+    from rss_poller import FeedPoller
+    from state import Store
+
+STATIC = Path(__file__).resolve().parent / "static"
+KEEPALIVE = 15.0  # seconds between two comments on an idle stream: proxies keep it open, dead clients show
+BACKLOG_PAGE = 500  # events read from the store at a time while a stream catches up
+MAX_QUEUED = 1000  # events a browser may fall behind before it is cut off (it then resumes from the store)
+RECONNECT_MS = 1000  # what browsers are told to wait before reconnecting
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cut_off: bool = False
+
+
+class EventStream:
+    """Hands each committed event to every connected browser."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._subscribers: set[_Subscriber] = set()
+        self._closed = False
+
+    def publish(self, event_id: int, event: Event) -> None:
+        for subscriber in self._subscribers:
+            if subscriber.queue.qsize() >= MAX_QUEUED:
+                subscriber.cut_off = True
+                subscriber.queue.put_nowait(None)
+            elif not subscriber.cut_off:
+                subscriber.queue.put_nowait((event_id, event))
+
+    def close(self) -> None:
+        """Ends every stream (at shutdown), so that no open connection holds the server up."""
+        self._closed = True
+        for subscriber in self._subscribers:
+            subscriber.queue.put_nowait(None)
+
+    async def frames(self, last_id: int) -> AsyncIterator[str]:
+        """The events after `last_id` from the store, then live ones. Subscribing before
+        reading the store, and skipping ids already sent, leaves neither gap nor repeat."""
+        subscriber = _Subscriber()
+        self._subscribers.add(subscriber)
+        if self._closed:
+            subscriber.queue.put_nowait(None)
+        try:
+            yield f"retry: {RECONNECT_MS}\n\n"
+            sent = last_id
+            while True:
+                page = await self._store.events_after(sent, BACKLOG_PAGE)
+                for stored in page:
+                    yield _frame(stored.id, stored.event)
+                    sent = stored.id
+                if len(page) < BACKLOG_PAGE:
+                    break
+            while True:
+                try:
+                    item = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is None:
+                    return
+                event_id, event = item
+                if event_id > sent:
+                    yield _frame(event_id, event)
+                    sent = event_id
+        finally:
+            self._subscribers.discard(subscriber)
+
+
+def _frame(event_id: int, event: Event) -> str:
+    return f"id: {event_id}\ndata: {json.dumps({'id': event_id, **event.to_dict()}, ensure_ascii=False)}\n\n"
+
+
+def _last_id(request: Request) -> int:
+    """Last-Event-ID (a browser reconnecting by itself), or ?after= (a new page that has
+    already read /events)."""
+    value = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    return int(value) if value.isdigit() else 0
+
+
+def _iso(value: datetime | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}" if parts.scheme and parts.netloc else None
+
+
+def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, Any]]:
+    """One card per provider (every configured feed's, and any other that has sent events):
+    its state, open incidents, affected components, page and source health."""
+    cards: dict[str, dict[str, Any]] = {}
+
+    def card(name: str) -> dict[str, Any]:
+        return cards.setdefault(
+            name.casefold(), {"name": name, "page_url": None, "incidents": [], "components": [], "sources": []}
+        )
+
+    for status in poller.feeds.values():
+        entry = card(status.feed.name)
+        entry["page_url"] = entry["page_url"] or _origin(status.feed.url)
+        entry["sources"].append({
+            "name": status.feed.name,
+            "url": redact_url(status.feed.url),
+            "kind": status.kind or status.feed.kind,
+            "last_success_at": _iso(status.last_success),
+            "last_polled_at": status.record.last_polled_at,
+            "consecutive_errors": status.record.consecutive_errors,
+            "failing": status.failing,
+            "last_error": status.last_error,
+        })
+    for provider in handler.providers:
+        card(provider)
+    for incident in handler.open_incident_list():
+        latest = incident.latest
+        entry = card(latest.provider)
+        entry["page_url"] = entry["page_url"] or _origin(latest.url)
+        entry["incidents"].append({
+            "title": latest.title,
+            "status": latest.status,
+            "message": latest.message,
+            "url": latest.url,
+            "components": list(latest.components),
+            "since": _iso(incident.since),
+            "updated_at": _iso(latest.occurred_at or latest.received_at),
+        })
+        entry["components"] += [c for c in latest.components if c not in entry["components"]]
+    for entry in cards.values():
+        entry["incidents"].sort(key=lambda i: i["updated_at"] or "", reverse=True)
+        entry["state"] = _state(entry)
+    return sorted(cards.values(), key=lambda c: (STATES.index(c["state"]), c["name"].casefold()))
+
+
+STATES = ("incident", "unknown", "operational")  # the order cards are shown in
+
+
+def _state(card: dict[str, Any]) -> str:
+    """"unknown" when every source of a provider without an open incident is failing: its
+    silence is no evidence that it is fine."""
+    if card["incidents"]:
+        return "incident"
+    if card["sources"] and all(source["consecutive_errors"] for source in card["sources"]):
+        return "unknown"
+    return "operational"
+
+
+def create_router(handler: EventHandler, poller: FeedPoller, stream: EventStream) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @router.get("/api/providers")
+    async def providers() -> dict[str, Any]:
+        return {"providers": provider_cards(handler, poller)}
+
+    @router.get("/events/stream")
+    async def events_stream(request: Request) -> StreamingResponse:
+        return StreamingResponse(
+            stream.frames(_last_id(request)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
