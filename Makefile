@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python3
 
-.PHONY: run test
+.PHONY: run test chromium
 
 $(VENV)/.run: requirements.txt
 	python3 -m venv $(VENV)
@@ -16,5 +16,9 @@ $(VENV)/.dev: $(VENV)/.run requirements-dev.txt
 run: $(VENV)/.run
 	$(PY) main.py $(ARGS)
 
-test: $(VENV)/.dev
+# The browser tests use Debian's chromium, never a downloaded one; installing it needs root.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: $(VENV)/.dev chromium
 	$(PY) -m pytest -q $(ARGS)

@@ -51,14 +51,17 @@ function renderIncident(incident) {
 }
 
 function renderHealth(src) {
-  let text;
-  if (src.failing) text = `Source failing: ${src.last_error || "error"} (${src.consecutive_errors} errors in a row)`;
-  else if (src.consecutive_errors) text = `Last poll failed: ${src.last_error || "error"}`;
-  else text = "Source OK";
-  const line = el("p", { className: "health", dataset: { failing: String(Boolean(src.failing)) } }, text);
-  if (src.last_success_at) line.append(" · last good poll ", localTime(src.last_success_at));
-  else line.append(" · not polled yet in this run");
-  return line;
+  const failing = { className: "health", dataset: { failing: String(Boolean(src.failing)) } };
+  if (src.consecutive_errors) {
+    const text = src.failing
+      ? `Source failing: ${src.last_error || "error"} (${src.consecutive_errors} errors in a row)`
+      : `Last poll failed: ${src.last_error || "error"}`;
+    const line = el("p", failing, text);
+    if (src.last_success_at) line.append(" · last good poll ", localTime(src.last_success_at));
+    return line;
+  }
+  if (!src.last_success_at) return el("p", failing, "Not polled yet in this run");
+  return el("p", failing, "Source OK · last good poll ", localTime(src.last_success_at));
 }
 
 function stateText(provider) {
@@ -77,6 +80,7 @@ function renderCard(provider) {
     card.append(el("p", { textContent: `Affected: ${provider.components.join(", ")}` }));
   }
   for (const src of provider.sources) card.append(renderHealth(src));
+  if (!provider.sources.length) card.append(el("p", { className: "health", textContent: "Source: webhooks" }));
   return card;
 }
 

@@ -1,0 +1,154 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), against the real
+monitor in its own process, fed by a loopback feed server and webhooks. Screenshots go to
+test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, free_port, start_main, wait_http
+from playwright.sync_api import Page, expect, sync_playwright
+from test_dashboard import hook
+from test_state import statuspage_rss
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is needed for the browser tests: apt-get install chromium (make test does it)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+class Daemon:
+    """`python3 main.py` with a config file, restartable on the same port and state file."""
+
+    def __init__(self, tmp_path: Path, feeds) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = tmp_path / "monitor.toml"
+        self.config.write_text(
+            f'state = "{tmp_path / "state.db"}"\ninterval = 0.5\n[server]\nport = {self.port}\n'
+            f'[[feeds]]\nname = "Acme"\nurl = "{feeds.url("/acme.rss")}"\n'
+            f'[[feeds]]\nname = "Calm"\nurl = "{feeds.url("/calm.rss")}"\n'
+        )
+        self.cwd = tmp_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = start_main("--config", str(self.config), cwd=self.cwd)
+        wait_http(self.base + "/health")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.communicate(timeout=15)
+
+    def post(self, provider: str, body: dict) -> None:
+        assert httpx.post(f"{self.base}/webhook/generic/{provider}", json=body).status_code == 200
+
+
+@pytest.fixture
+def daemon(tmp_path, feeds):
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    feeds.set("/acme.rss", statuspage_rss("acme1", [(now - timedelta(minutes=90), "Investigating", "Elevated errors on the API")]))
+    feeds.set("/calm.rss", statuspage_rss("calm1", [(now - timedelta(days=2), "Resolved", "All fine")]))
+    running = Daemon(tmp_path, feeds)
+    running.start()
+    deadline = time.monotonic() + 15  # both feeds' first polls (spread over 5 s) are done
+    while httpx.get(running.base + "/stats").json()["polls_total"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield running
+    running.stop()
+    if running.proc:
+        running.proc.kill()
+
+
+def card(page: Page, name: str):
+    return page.locator(f'.card[data-provider="{name}"]')
+
+
+def open_page(browser, daemon: Daemon, **context_options) -> Page:
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **context_options})
+    page = context.new_page()
+    page.goto(daemon.base + "/")
+    expect(page.locator("#connection")).to_have_text("Live")
+    return page
+
+
+def test_cards_and_timeline_show_the_monitor_state(browser, daemon):
+    page = open_page(browser, daemon)
+    expect(card(page, "Acme")).to_have_attribute("data-state", "incident")
+    expect(card(page, "Acme").locator(".state")).to_contain_text("Open incident: Investigating")
+    expect(card(page, "Acme")).to_contain_text("Incident acme1")
+    expect(card(page, "Acme")).to_contain_text(re.compile(r"Open for 1 h 3[01] min"))  # 90 minutes, rounded
+    expect(card(page, "Acme")).to_contain_text("last good poll")
+    expect(card(page, "Calm").locator(".state")).to_have_text("✓ Operational")
+    assert page.locator(".card").first.get_attribute("data-provider") == "Acme"  # open incidents first
+    expect(page.locator("#summary")).to_have_text("1 of 2 providers have an open incident")
+    expect(page.locator("#timeline .event")).to_have_count(1)
+    expect(page.locator("#timeline .event").first).to_contain_text("Elevated errors on the API")
+    page.screenshot(path=ARTIFACTS / "dashboard-wide.png", full_page=True)
+
+
+def test_a_webhook_changes_its_card_live_and_the_timeline_filters_by_provider(browser, daemon):
+    page = open_page(browser, daemon)
+    daemon.post("GitHub", hook("gh1", components=["Actions"]))
+    expect(card(page, "GitHub")).to_have_attribute("data-state", "incident", timeout=2000)
+    expect(card(page, "GitHub")).to_contain_text("Affected: Actions")
+    expect(page.locator("#timeline .event").first).to_contain_text("Incident gh1", timeout=2000)
+    daemon.post("GitHub", hook("gh1", "Resolved"))
+    expect(card(page, "GitHub")).to_have_attribute("data-state", "operational", timeout=2000)
+    expect(page.locator("#timeline .event")).to_have_count(3)
+    for _ in range(30):  # keyboard only: Tab reaches the filter, arrow keys choose GitHub
+        if page.evaluate("document.activeElement.id") == "filter":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "filter"
+    options = page.locator("#filter option").all_inner_texts()
+    for _ in range(options.index("GitHub")):
+        page.keyboard.press("ArrowDown")
+    expect(page.locator("#filter")).to_have_value("GitHub")
+    expect(page.locator("#timeline .event")).to_have_count(2)
+    expect(page.locator('#timeline .event[data-provider="Acme"]')).to_have_count(0)
+    page.screenshot(path=ARTIFACTS / "dashboard-filtered.png", full_page=True)
+
+
+def test_the_page_reconnects_after_a_restart_and_catches_up_once(browser, daemon):
+    page = open_page(browser, daemon)
+    daemon.post("Hooked", hook("before"))
+    expect(page.locator("#timeline .event")).to_have_count(2)
+    daemon.stop()
+    expect(page.locator("#connection")).to_have_text("Reconnecting…", timeout=5000)
+    daemon.start()
+    daemon.post("Hooked", hook("after"))  # very likely before the page is back: caught up on reconnect
+    expect(page.locator("#connection")).to_have_text("Live", timeout=10000)
+    expect(page.locator("#timeline .event")).to_have_count(3, timeout=5000)
+    time.sleep(1.0)
+    titles = page.locator("#timeline .event a").all_inner_texts()
+    assert sorted(titles) == ["Incident acme1", "Incident after", "Incident before"]  # no gap, no repeat
+    expect(card(page, "Hooked").locator(".state")).to_contain_text("2 open incidents")
+
+
+def test_phone_layout_and_times_in_the_browsers_time_zone(browser, daemon):
+    daemon.post("Tokyo", {"event_type": "incident.updated", "data": {"id": "tz1", "incident": {
+        "name": "Clock check", "status": "Investigating", "message": "m", "updated_at": "2026-01-02T03:04:05Z"}}})
+    page = open_page(browser, daemon, viewport={"width": 390, "height": 844}, locale="en-US", timezone_id="Asia/Tokyo")
+    event = page.locator('#timeline .event[data-provider="Tokyo"] time')
+    expect(event).to_have_text("1/2/2026, 12:04:05 PM")  # 03:04:05 UTC is noon in Tokyo
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing wider than the phone: no sideways scrolling
+    page.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)
