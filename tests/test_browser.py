@@ -4,6 +4,9 @@ test-artifacts/."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import signal
 import subprocess
@@ -19,6 +22,8 @@ from test_dashboard import hook
 from test_state import statuspage_rss
 
 CHROMIUM = Path("/usr/bin/chromium")
+SECRET = "a-browser-test-secret-0123456789"
+PROVIDERS = ("GitHub", "Hooked", "Tokyo")  # the webhook senders, each with its secret
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -40,8 +45,10 @@ class Daemon:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / "monitor.toml"
+        secrets = "".join(f'{name} = "{SECRET}"\n' for name in PROVIDERS)
         self.config.write_text(
             f'state = "{tmp_path / "state.db"}"\ninterval = 0.5\n[server]\nport = {self.port}\n'
+            f"[webhooks]\nrequire_signatures = true\n[webhooks.secrets]\n{secrets}"
             f'[[feeds]]\nname = "Acme"\nurl = "{feeds.url("/acme.rss")}"\n'
             f'[[feeds]]\nname = "Calm"\nurl = "{feeds.url("/calm.rss")}"\n'
         )
@@ -58,7 +65,14 @@ class Daemon:
             self.proc.communicate(timeout=15)
 
     def post(self, provider: str, body: dict) -> None:
-        assert httpx.post(f"{self.base}/webhook/generic/{provider}", json=body).status_code == 200
+        """Signed as GitHub signs its webhooks (X-Hub-Signature-256); unsigned ones are refused."""
+        data = json.dumps(body).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), data, hashlib.sha256).hexdigest()
+        response = httpx.post(
+            f"{self.base}/webhook/generic/{provider}", content=data,
+            headers={"content-type": "application/json", "x-hub-signature-256": signature},
+        )
+        assert response.status_code == 200, response.text
 
 
 @pytest.fixture
@@ -90,6 +104,8 @@ def open_page(browser, daemon: Daemon, **context_options) -> Page:
 
 
 def test_cards_and_timeline_show_the_monitor_state(browser, daemon):
+    unsigned = httpx.post(f"{daemon.base}/webhook/generic/GitHub", json=hook("forged"))
+    assert unsigned.status_code == 401
     page = open_page(browser, daemon)
     expect(card(page, "Acme")).to_have_attribute("data-state", "incident")
     expect(card(page, "Acme").locator(".state")).to_contain_text("Open incident: Investigating")
