@@ -8,9 +8,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
+from catalogue import CatalogueError, Provider, SourceKind, http_url, load_catalogue, lookup
 from notifier import notification_url_is_valid, split_urls
 from signatures import standard_webhook_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +30,9 @@ class FeedConfig:
     url: str
     kind: str | None = None
     interval: float | None = None
+    # Filters on what is printed and notified (never on what is remembered).
+    components: tuple[str, ...] = ()
+    min_impact: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,19 +87,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
+Impact = Literal["minor", "major", "critical"]
+
+
 class _FeedFile(_Strict):
     name: str = Field(min_length=1)
     url: str
-    kind: Optional[Literal["statuspage", "incidentio", "per-update"]] = None
+    kind: Optional[SourceKind] = None
     interval: Optional[float] = None
+    components: list[str] = []
+    min_impact: Optional[Impact] = None
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @field_validator("interval")
     @classmethod
@@ -122,7 +128,20 @@ class _NotifyFile(_Strict):
     sources: list[Literal["rss", "webhook"]] = []
 
 
+class _ProviderFile(_Strict):
+    name: str
+    components: list[str] = []
+    min_impact: Optional[Impact] = None
+    interval: Optional[float] = None
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: float | None) -> float | None:
+        return value if value is None else _positive(value)
+
+
 class _ConfigFile(_Strict):
+    providers: list[Union[str, _ProviderFile]] = []
     interval: Optional[float] = None
     state: Optional[str] = None
     retention_days: Optional[int] = Field(default=None, ge=1)
@@ -188,16 +207,21 @@ def build_config(
     defaults: tuple[FeedConfig, ...],
     file_path: str | None,
     env: Mapping[str, str] = os.environ,
+    watch: Sequence[str] = (),
     **flags: Any,
 ) -> Config:
-    """File, then environment, then flags (flags set to None are not given)."""
+    """File, then environment, then flags (flags set to None are not given). The sources are
+    the file's [[feeds]] and `providers`, and `watch` (--watch); `defaults` if none is named."""
     config = Config(feeds=defaults)
+    chosen: list[FeedConfig] = []
+    refs: list[tuple[str | _ProviderFile, str]] = [(name, "--watch") for name in watch]
     if file_path:
         data = load_file(file_path)
+        chosen = [FeedConfig(f.name, f.url, f.kind, f.interval, tuple(f.components), f.min_impact) for f in data.feeds]
+        refs = [(ref, f"config file {file_path}: providers") for ref in data.providers] + refs
         secrets = {provider_env_name(k): v for k, v in data.webhooks.secrets.items()}
         config = replace(
             config,
-            feeds=tuple(FeedConfig(f.name, f.url, f.kind, f.interval) for f in data.feeds) or defaults,
             interval=data.interval or config.interval,
             host=data.server.host or config.host,
             port=data.server.port if data.server.port is not None else config.port,
@@ -215,13 +239,18 @@ def build_config(
             notify_retry_for=data.notify_retry_for or config.notify_retry_for,
             notify_timeout=data.notify_timeout or config.notify_timeout,
         )
-        _check_unique(config.feeds, file_path)
         if data.webhooks.incident_io_secret:
             _check_secret(data.webhooks.incident_io_secret, f"config file {file_path}: webhooks.incident_io_secret")
         for provider, secret in data.webhooks.secrets.items():
             _check_secret(secret, f"config file {file_path}: webhooks.secrets.{provider}")
         for index, route in enumerate(config.notify):
             _check_notify_urls(route.urls, f"config file {file_path}: notify #{index + 1}")
+    if refs:
+        catalogue = _catalogue()
+        chosen += [_from_catalogue(catalogue, ref, where) for ref, where in refs]
+    if chosen:
+        config = replace(config, feeds=tuple(chosen))
+        _check_unique(config.feeds, f"config file {file_path}" if file_path else "--watch")
     secrets = dict(config.webhook_secrets)
     for name, value in env.items():
         if name.startswith("WEBHOOK_SECRET_") and value:
@@ -264,11 +293,35 @@ def _positive_flag(value: float) -> None:
         raise ConfigError(f"--interval: {exc}") from None
 
 
-def _check_unique(feeds: tuple[FeedConfig, ...], path: str) -> None:
+def _catalogue() -> dict[str, Provider]:
+    try:
+        return load_catalogue()
+    except CatalogueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _from_catalogue(catalogue: dict[str, Provider], ref: str | _ProviderFile, where: str) -> FeedConfig:
+    name = ref if isinstance(ref, str) else ref.name
+    try:
+        provider = lookup(catalogue, name)
+    except CatalogueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if isinstance(ref, str):
+        return provider_feed(provider)
+    return replace(
+        provider_feed(provider), interval=ref.interval, components=tuple(ref.components), min_impact=ref.min_impact
+    )
+
+
+def provider_feed(provider: Provider) -> FeedConfig:
+    return FeedConfig(provider.name, provider.source_url, provider.kind)
+
+
+def _check_unique(feeds: tuple[FeedConfig, ...], where: str) -> None:
     seen: set[str] = set()
-    for index, feed in enumerate(feeds):
+    for feed in feeds:
         if feed.url in seen:
-            raise ConfigError(f"config file {path}: feed #{index + 1} ({feed.name!r}): url {feed.url} is listed twice")
+            raise ConfigError(f"{where}: {feed.name!r}: url {feed.url} is listed twice")
         seen.add(feed.url)
 
 

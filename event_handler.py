@@ -8,11 +8,12 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Protocol
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
 from seen import SeenSet, key_hash
 
 if TYPE_CHECKING:
+    from filters import EventFilter
     from notifier import Notifier
     from state import Store
 
@@ -47,6 +48,8 @@ class Event:
     keys: tuple[str, ...]
     components: list[str] = field(default_factory=list)
     event_type: str | None = None
+    impact: str | None = None  # none, minor, major or critical, where the source says
+    note: str | None = None  # why a filter let it through without looking (filters.EventFilter)
     occurred_at: datetime | None = None
     received_at: datetime | None = None
     # A snapshot restates an incident's whole state (incident.io): an older one than
@@ -73,6 +76,8 @@ class Event:
             "url": self.url,
             "source": self.source,
             "event_type": self.event_type,
+            "impact": self.impact,
+            "note": self.note,
             "occurred_at": _iso(self.occurred_at),
             "received_at": _iso(self.received_at),
         }
@@ -90,6 +95,8 @@ class Event:
             keys=keys,
             components=list(data.get("components") or []),
             event_type=data.get("event_type"),
+            impact=data.get("impact"),
+            note=data.get("note"),
             occurred_at=_parse_iso(data.get("occurred_at")),
             received_at=_parse_iso(data.get("received_at")),
         )
@@ -129,6 +136,8 @@ def format_text(event: Event) -> str:
         lines.append(f"Incident: {incident}")
     if event.event_type:
         lines.append(f"Event: {event.event_type}")
+    if event.note:
+        lines.append(f"Note: {event.note}")
     return "\n".join(lines) + "\n\n"
 
 
@@ -165,6 +174,7 @@ class HandlerStats:
     events_total: int = 0
     duplicates_total: int = 0
     stale_total: int = 0
+    filtered_total: int = 0
     baseline_total: int = 0
 
 
@@ -180,11 +190,13 @@ class EventHandler:
         store: Store,
         outputs: list[Output],
         notifier: Notifier | None = None,
+        filters: Mapping[str, EventFilter] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._outputs = outputs
         self._notifier = notifier
+        self._filters = {name.casefold(): f for name, f in (filters or {}).items()}
         self._clock = clock
         self._seen = SeenSet()
         self._latest: dict[tuple[str, str], datetime] = {}
@@ -232,9 +244,7 @@ class EventHandler:
             if self.is_seen(event):
                 self.stats.duplicates_total += 1
                 continue
-            if self._is_stale(event):
-                self.stats.stale_total += 1
-                log.info("stale update for %s %s ignored", event.provider, event.incident_id)
+            if self._is_stale(event) or not self._passes(event):
                 await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
             else:
@@ -290,7 +300,21 @@ class EventHandler:
         if not event.snapshot or event.occurred_at is None:
             return False
         latest = self._latest.get((event.provider, event.incident_id))
-        return latest is not None and event.occurred_at < latest
+        if latest is None or event.occurred_at >= latest:
+            return False
+        self.stats.stale_total += 1
+        log.info("stale update for %s %s ignored", event.provider, event.incident_id)
+        return True
+
+    def _passes(self, event: Event) -> bool:
+        """The provider's filter; an event it drops is remembered, not announced."""
+        event_filter = self._filters.get(event.provider.casefold())
+        if event_filter is None:
+            return True
+        passed, event.note = event_filter.check(event)
+        if not passed:
+            self.stats.filtered_total += 1
+        return passed
 
     def _track(self, event: Event) -> None:
         """Keeps the incident's newest state; an older update never rolls it back."""

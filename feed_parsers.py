@@ -51,11 +51,22 @@ class Document:
 
 
 @dataclass
+class ComponentState:
+    """A status page component as its summary shows it now."""
+
+    id: str
+    name: str
+    status: str  # operational, degraded_performance, partial_outage, major_outage, under_maintenance
+    updated_at: datetime | None
+
+
+@dataclass
 class ParsedFeed:
     kind: str
     title: str
     incidents: list[Incident]
     entries: int
+    components: list[ComponentState] | None = None  # a page summary's, not incidents
 
 
 def parse_feed(

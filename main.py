@@ -18,9 +18,11 @@ from typing import Any, Callable, Sequence
 
 import uvicorn
 
+from catalogue import DEFAULT_PROVIDERS, load_catalogue
 from config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
 from dashboard import EventStream, create_router
 from event_handler import EventHandler, Output, StreamOutput
+from filters import filters_by_provider
 from metrics import MonitorCollector, create_registry
 from notifier import Notifier, send_test
 from redact import redact_url
@@ -30,14 +32,11 @@ from webhook_server import WebhookReceiver, create_app
 
 log = logging.getLogger("monitor")
 
+CATALOGUE = load_catalogue()
+# The sources monitored when the config names none: the catalogue's entries for the
+# original design's list, each with its best source.
 feed_configs = [
-    {"name": "OpenAI", "url": "https://status.openai.com/feed.rss"},
-    {"name": "GitHub", "url": "https://www.githubstatus.com/history.rss"},
-    {"name": "AWS", "url": "https://status.aws.amazon.com/rss/all.rss"},
-    {"name": "Cloudflare", "url": "https://www.cloudflarestatus.com/history.atom"},
-    {"name": "Slack", "url": "https://slack-status.com/feed/atom"},
-    {"name": "Google Cloud", "url": "https://status.cloud.google.com/en/feed.atom"},
-    {"name": "Anthropic", "url": "https://status.claude.com/history.atom"},
+    {"name": p.name, "url": p.source_url, "kind": p.kind} for p in (CATALOGUE[i] for i in DEFAULT_PROVIDERS)
 ]
 
 FLUSH_EVERY = 5.0  # seconds between two writes of feeds' validators and health
@@ -71,7 +70,9 @@ class Monitor:
         self.config = config
         self.store = Store(config.state_path)
         self.notifier = Notifier(config, self.store)
-        self.handler = EventHandler(self.store, outputs or [StreamOutput(config.json_output)], self.notifier)
+        self.handler = EventHandler(
+            self.store, outputs or [StreamOutput(config.json_output)], self.notifier, filters_by_provider(config.feeds)
+        )
         self._stop = asyncio.Event()
 
     async def open(self) -> None:
@@ -223,6 +224,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         epilog="Events go to stdout; logs go to stderr.",
     )
     parser.add_argument("--config", metavar="PATH", help="TOML config file (flags override it)")
+    parser.add_argument(
+        "--watch", action="append", default=[], metavar="NAME",
+        help="monitor this provider from the catalogue (repeatable; see --list-providers)",
+    )
+    parser.add_argument("--list-providers", action="store_true", help="print the provider catalogue and exit")
     parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
     parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls of a feed (default 180)")
@@ -246,10 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop takes over: stop at once, cleanly
         signal.signal(sig, lambda *_: sys.exit(0))
     args = parse_args(argv)
+    if args.list_providers:
+        print_catalogue()
+        return 0
     try:
         config = build_config(
             _feeds(feed_configs),
             args.config,
+            watch=args.watch,
             host=args.host,
             port=args.port,
             interval=args.interval,
@@ -272,6 +282,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(_run(config, args))
+
+
+def print_catalogue() -> None:
+    rows = [
+        (p.id, p.name, p.page, p.kind or "detected at start-up") + ((p.url,) if p.url else ())
+        for p in CATALOGUE.values()
+    ]
+    rows.insert(0, ("ID", "NAME", "PAGE", "SOURCE"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + "  ".join(row[3:]))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

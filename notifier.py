@@ -7,7 +7,6 @@ a slow target delays nobody else.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import logging
 import re
@@ -21,6 +20,7 @@ import apprise
 from apprise.utils.parse import parse_urls
 
 from event_handler import RESOLVED_STATUSES, Event
+from filters import matches_any
 from state import OutboxItem
 
 if TYPE_CHECKING:
@@ -77,21 +77,17 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
-def _matches(patterns: tuple[str, ...], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value.casefold(), pattern.casefold()) for pattern in patterns)
-
-
 def route_matches(route: NotifyRoute, event: Event) -> bool:
     """Empty filters let everything through; an event that names no component passes a
     component filter, as most sources never say which components an incident touches."""
-    if route.providers and not _matches(route.providers, event.provider):
+    if route.providers and not matches_any(route.providers, event.provider):
         return False
     if route.statuses and event.status.casefold() not in {s.casefold() for s in route.statuses}:
         return False
     if route.sources and event.source not in route.sources:
         return False
     if route.components and event.components:
-        return any(_matches(route.components, component) for component in event.components)
+        return any(matches_any(route.components, component) for component in event.components)
     return True
 
 

@@ -18,9 +18,11 @@ from prometheus_client import Histogram
 
 from config import Config, FeedConfig
 from event_handler import EventHandler
-from feed_parsers import FeedError, content_digest, parse_feed
+from api_parsers import component_changes, parse_source
+from feed_parsers import FeedError, content_digest
 from http_transport import AiohttpTransport
 from redact import redact_url
+from sources import DETECT, DetectError, detect, page_root, poll_targets
 from state import FeedRecord, Store
 
 log = logging.getLogger("monitor.poller")
@@ -91,6 +93,7 @@ class FeedStatus:
     kind: str | None = None
     digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
     last_success: float | None = None  # Unix time of this run's last good poll
+    components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
 
     def __post_init__(self) -> None:
         self.url = httpx.URL(self.feed.url)
@@ -194,28 +197,38 @@ class FeedPoller:
         self._stop = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._in_flight: set[asyncio.Task] = set()
+        self._running = False  # polls are scheduled by timers (not --once)
         self.feeds: dict[str, FeedStatus] = {}
         self.stats = PollerStats()
 
     async def load(self) -> None:
         records = await self._store.load_feeds()
-        for feed in self._config.feeds:
+        components = await self._store.load_components()
+        remembered = await self._store.load_sources()
+        for feed in (target for source in self._config.feeds for target in poll_targets(source, remembered)):
             record = records.get(feed.url)
-            self.feeds[feed.url] = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
+            status = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
+            status.components = components.get(feed.url, {})
+            self.feeds[feed.url] = status
 
     async def poll_all(self) -> None:
         """Polls every feed once, concurrently (for --once): `concurrency` workers share the
-        list, rather than one task a feed queueing on the semaphore (costly at 10,000)."""
-        pending = iter([status for status in self.feeds.values() if not status.record.gone])
+        list, rather than one task a feed queueing on the semaphore (costly at 10,000). A
+        page whose source was detected in a round has its new feeds polled in the next."""
+        polled: set[str] = set()
+        while batch := [s for url, s in self.feeds.items() if url not in polled and not s.record.gone]:
+            polled.update(status.feed.url for status in batch)
+            pending = iter(batch)
 
-        async def worker() -> None:
-            for status in pending:
-                await self.poll(status)
+            async def worker() -> None:
+                for status in pending:
+                    await self.poll(status)
 
-        await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
+            await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
 
     def start(self) -> None:
         """Schedules every feed's first poll. A waiting feed costs a timer, not a task."""
+        self._running = True
         spread = max(FIRST_POLL_SPREAD, len(self.feeds) / FIRST_POLLS_PER_SECOND)
         for status in self.feeds.values():
             interval = self._config.feed_interval(status.feed)
@@ -249,7 +262,8 @@ class FeedPoller:
 
     async def _poll_then_schedule(self, status: FeedStatus) -> None:
         await self.poll(status)
-        self._schedule(status, self._next_delay(status, self._config.feed_interval(status.feed)))
+        if self.feeds.get(status.feed.url) is status:  # not replaced by what detection found
+            self._schedule(status, self._next_delay(status, self._config.feed_interval(status.feed)))
 
     def _next_delay(self, status: FeedStatus, interval: float) -> float:
         record = status.record
@@ -263,6 +277,10 @@ class FeedPoller:
     async def poll(self, status: FeedStatus) -> None:
         feed, record = status.feed, status.record
         silent: list[int] = []
+        if feed.kind == DETECT:
+            async with self._semaphore:
+                await self._detect(status)
+            return
         async with self._semaphore:
             started = time.perf_counter()
             try:
@@ -283,6 +301,34 @@ class FeedPoller:
         self.stats.polls_total += 1
         record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         await self._store.save_feed(record, silent)
+
+    async def _detect(self, status: FeedStatus) -> None:
+        """Finds what a page root offers; its feeds then replace it and are polled at once.
+        A failure counts as a poll error, so detection is retried with the usual backoff."""
+        deadline = self._config.request_timeout * 1.5
+
+        async def get(url: str) -> tuple[int, bytes]:
+            result = await fetch(self._client, url, FeedRecord(url=url), self._config.max_body_bytes, deadline)
+            return result.status, result.body
+
+        page = status.feed.url
+        try:
+            found = await detect(status.feed, get)
+        except (DetectError, FetchError) as exc:
+            self.stats.polls_total += 1
+            self._failed(status, f"detecting its source: {exc}", None, "detect")
+            return
+        await self._store.save_source(page, found.kind, found.url)
+        targets = poll_targets(found)
+        log.info(
+            "%s: %s offers %s; polling %s", status.feed.name, redact_url(page), found.kind,
+            ", ".join(redact_url(t.url) for t in targets),
+        )
+        del self.feeds[page]
+        for target in targets:
+            self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)
+            if self._running:
+                self._schedule(new, 0)
 
     async def _process(self, status: FeedStatus, result: FetchResult) -> list[int]:
         feed, record = status.feed, status.record
@@ -311,11 +357,17 @@ class FeedPoller:
             self.stats.unchanged_total += 1
         else:
             parsed = await asyncio.get_running_loop().run_in_executor(
-                self._parser, parse_feed, result.body, feed.name, feed.url, feed.kind
+                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind
             )
-            _, silent = await self._handler.handle_feed(
-                parsed.incidents, first_poll=not status.known, replay=self._config.replay
-            )
+            if parsed.components is not None:
+                changes = component_changes(feed.name, page_root(feed.url), status.components, parsed.components)
+                await self._handler.handle(changes, notify=status.known)
+                status.components = {c.id: c.status for c in parsed.components}
+                await self._store.save_components(feed.url, status.components)
+            else:
+                _, silent = await self._handler.handle_feed(
+                    parsed.incidents, first_poll=not status.known, replay=self._config.replay
+                )
             status.known, status.kind, status.digest = True, parsed.kind, digest
             self.stats.parsed_total += 1
             record.entries = parsed.entries

@@ -20,7 +20,7 @@ from event_handler import Event
 from seen import SeenSet, key_hash
 
 APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
-SCHEMA_VERSION = 2  # 2: the notification outbox
+SCHEMA_VERSION = 2  # 2: the notification outbox, component states, detected sources
 DELIVERY_TTL = timedelta(hours=72)  # providers retry for 24 h with fresh timestamps
 
 _SCHEMA = """
@@ -60,6 +60,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (target, event_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS components (
+    feed_url TEXT NOT NULL,  -- a page summary's URL
+    component_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (feed_url, component_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (
+    page_url TEXT PRIMARY KEY,  -- a status page's root, as configured
+    kind TEXT NOT NULL,  -- what detection found there
+    url TEXT NOT NULL,
+    detected_at REAL NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -275,6 +287,37 @@ class Store:
     async def remove_outbox(self, items: Iterable[OutboxItem]) -> None:
         rows = [(item.target, item.event_key) for item in items]
         await self._write(lambda db: db.executemany("DELETE FROM outbox WHERE target = ? AND event_key = ?", rows))
+
+    # --- component states and detected sources ---
+
+    async def load_components(self) -> dict[str, dict[str, str]]:
+        def load() -> dict[str, dict[str, str]]:
+            found: dict[str, dict[str, str]] = {}
+            for feed_url, component_id, status in self.db.execute("SELECT feed_url, component_id, status FROM components"):
+                found.setdefault(feed_url, {})[component_id] = status
+            return found
+
+        return await self._run(load)
+
+    async def save_components(self, feed_url: str, statuses: dict[str, str]) -> None:
+        """A summary's statuses, saved after the events they caused (at least once)."""
+        rows = [(feed_url, component_id, status) for component_id, status in statuses.items()]
+
+        def save(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM components WHERE feed_url = ?", (feed_url,))
+            db.executemany("INSERT INTO components VALUES (?, ?, ?)", rows)
+
+        await self._write(save)
+
+    async def load_sources(self) -> dict[str, tuple[str, str]]:
+        """Page root -> (kind, url) that detection chose for it."""
+        return await self._run(
+            lambda: {page: (kind, url) for page, kind, url in self.db.execute("SELECT page_url, kind, url FROM sources")}
+        )
+
+    async def save_source(self, page_url: str, kind: str, url: str) -> None:
+        row = (page_url, kind, url, time.time())
+        await self._write(lambda db: db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)", row))
 
     # --- feeds ---
 

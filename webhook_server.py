@@ -240,6 +240,7 @@ def create_app(
             "events_total": s.events_total,
             "duplicates_total": s.duplicates_total,
             "stale_total": s.stale_total,
+            "filtered_total": s.filtered_total,
             "baseline_total": s.baseline_total,
             **poller.stats.totals(),
             "webhooks_received_total": sum(w.total(kind) for kind in ("accepted", "duplicate", "ignored")),

@@ -12,7 +12,7 @@ from conftest import feed, free_port, run_main, start_main, wait_http
 
 JSON_KEYS = {
     "provider", "product", "components", "title", "status", "message", "incident_id",
-    "url", "source", "event_type", "occurred_at", "received_at",
+    "url", "source", "event_type", "impact", "note", "occurred_at", "received_at",
 }
 
 

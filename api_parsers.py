@@ -1,0 +1,289 @@
+"""Pure parsing of status pages' JSON APIs (FORMATS.md A2, A4, A5): a document goes in,
+incidents come out, each update named by the API's own id (or, where it has none, by its
+time), so no update between two polls is lost. A Statuspage summary gives component states
+instead. `parse_source` is the one entry point for every kind, feeds included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from event_handler import Event, Incident
+from feed_parsers import ComponentState, FeedError, ParsedFeed, html_to_text, parse_feed, statuspage_update_key
+
+# Kinds read by this module; each names what its URL returns.
+API_KINDS = ("statuspage-api", "statuspage-components", "incidentio-api", "google-cloud-api", "slack-api")
+OPEN_STATUSES = frozenset({"investigating", "identified", "monitoring", "in_progress", "verifying", "scheduled"})
+OPERATIONAL = "operational"
+
+
+def parse_source(body: bytes, provider: str, url: str, kind: str | None) -> ParsedFeed:
+    """Any source's document: JSON API kinds here, feeds (RSS/Atom) by `feed_parsers`."""
+    if kind not in API_KINDS:
+        return parse_feed(body, provider, url, kind)
+    document = _json(body)
+    if kind == "statuspage-components":
+        return ParsedFeed(kind, _page_name(document), [], 0, components=summary_components(document))
+    incidents = {
+        "statuspage-api": _statuspage_incidents,
+        "incidentio-api": _incidentio_incidents,
+        "google-cloud-api": _google_cloud_incidents,
+        "slack-api": _slack_incidents,
+    }[kind](document, provider, url)
+    return ParsedFeed(kind, _page_name(document), incidents, len(incidents))
+
+
+def _json(body: bytes) -> Any:
+    if body.lstrip()[:1] == b"<":
+        raise FeedError("expected a JSON document, got markup (an HTML page?)")
+    try:
+        return json.loads(body)  # UTF-8, -16 or -32, told apart by the bytes (RFC 8259)
+    except (ValueError, RecursionError) as exc:
+        raise FeedError(f"not valid JSON: {exc}") from None
+
+
+def _page_name(document: Any) -> str:
+    return as_str(as_dict(as_dict(document).get("page")).get("name"))
+
+
+def _incident_list(document: Any, key: str = "incidents") -> list[dict]:
+    items = as_dict(document).get(key) if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise FeedError(f'expected a list of incidents{f" under {key!r}" if isinstance(document, dict) else ""}')
+    return [item for item in items if isinstance(item, dict) and as_str(item.get("id"))]
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def as_dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def humanise(status: str) -> str:
+    """`major_outage` -> `Major outage`, `investigating` -> `Investigating`."""
+    return status.replace("_", " ").strip().capitalize()
+
+
+def _local_minute(value: Any) -> str:
+    """"MM-DD HH:MM" in the offset the page wrote: what its feed prints for the same update."""
+    when = parse_time(value)
+    return f"{when:%m-%d %H:%M}" if when else ""
+
+
+def statuspage_incident(provider: str, incident: dict, source: str) -> list[Event]:
+    """A Statuspage incident object (API or subscriber webhook: the same shape) as events,
+    oldest first. Each update is named by its id and by the key its feed block gets, so it
+    is announced once whichever source brings it first."""
+    code = incident["id"]
+    updates = [u for u in as_list(incident.get("incident_updates")) if isinstance(u, dict)]
+    updates.sort(key=lambda u: as_str(u.get("created_at")))  # oldest first, as the feed counts them
+    components = [as_str(c.get("name")) for c in as_list(incident.get("components")) if isinstance(c, dict)]
+    title = as_str(incident.get("name")) or code
+    url = as_str(incident.get("shortlink")) or None
+    events = []
+    previous = None
+    for ordinal, update in enumerate(updates, start=1):
+        status = as_str(update.get("status")) or as_str(incident.get("status")) or "update"
+        label = humanise(status) if status != previous else "Update"
+        previous = status
+        affected = [as_str(c.get("name")) for c in as_list(update.get("affected_components")) if isinstance(c, dict)]
+        keys = [statuspage_update_key(code, ordinal, label, _local_minute(update.get("display_at") or update.get("created_at")))]
+        if as_str(update.get("id")):
+            keys.insert(0, f"statuspage-update:{update['id']}")
+        events.append(
+            Event(
+                provider=provider,
+                title=title,
+                status=humanise(status),
+                message=html_to_text(as_str(update.get("body"))),
+                incident_id=code,
+                url=url,
+                source=source,
+                keys=tuple(keys),
+                components=[c for c in (affected or components) if c],
+                event_type="incident.update" if source == "webhook" else None,
+                impact=as_str(incident.get("impact")) or None,
+                occurred_at=parse_time(update.get("display_at") or update.get("created_at")),
+            )
+        )
+    if not events:
+        status = as_str(incident.get("status")) or "update"
+        events.append(
+            Event(
+                provider=provider, title=title, status=humanise(status), message="", incident_id=code,
+                url=url, source=source,
+                keys=(f"statuspage-incident:{code}:{status}:{as_str(incident.get('updated_at'))}",),
+                components=[c for c in components if c], event_type="incident.update" if source == "webhook" else None,
+                impact=as_str(incident.get("impact")) or None,
+                occurred_at=parse_time(incident.get("updated_at")),
+            )
+        )
+    return events
+
+
+# --- Atlassian Statuspage /api/v2/incidents.json and summary.json ---
+
+def _statuspage_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+    return [
+        Incident(incident["id"], statuspage_incident(provider, incident, "api"),
+                 open=as_str(incident.get("status")) in OPEN_STATUSES)
+        for incident in _incident_list(document)
+    ]
+
+
+def summary_components(document: Any) -> list[ComponentState]:
+    """Leaf components only: a group's status is its members' summed up."""
+    components = as_dict(document).get("components")
+    if not isinstance(components, list):
+        raise FeedError('expected a Statuspage summary with "components"')
+    return [
+        ComponentState(as_str(c["id"]), as_str(c.get("name")) or as_str(c["id"]), as_str(c.get("status")) or "unknown",
+                       parse_time(c.get("updated_at")))
+        for c in components
+        if isinstance(c, dict) and as_str(c.get("id")) and not c.get("group")
+    ]
+
+
+def component_changes(
+    provider: str, page: str, previous: dict[str, str], current: list[ComponentState]
+) -> list[Event]:
+    """A component's change of status is an event of its own. A component with no previous
+    status (a first poll, or one new to the page) is news only when it is not operational."""
+    return [
+        component_event(provider, page, component, previous.get(component.id))
+        for component in current
+        if previous.get(component.id) != component.status
+        and not (component.id not in previous and component.status == OPERATIONAL)
+    ]
+
+
+def component_event(provider: str, page: str, component: ComponentState, previous: str | None) -> Event:
+    """A component's change of status (or, with no previous status, its state when first seen)."""
+    change = f"{humanise(previous)} -> {humanise(component.status)}" if previous else humanise(component.status)
+    stamp = component.updated_at.isoformat() if component.updated_at else ""
+    return Event(
+        provider=provider,
+        title=f"{component.name} status",
+        status=humanise(component.status),
+        message=f"{component.name}: {change}",
+        incident_id=f"component:{component.id}",
+        url=page or None,
+        source="api",
+        keys=(f"component:{page}:{component.id}:{previous or ''}:{component.status}:{stamp}",),
+        components=[component.name],
+        event_type="component.update",
+        occurred_at=component.updated_at,
+    )
+
+
+# --- incident.io /api/v2/incidents.json: every update with its own id, no components ---
+
+def _incidentio_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+    incidents = []
+    for incident in _incident_list(document):
+        incident_id = incident["id"]
+        updates = [u for u in as_list(incident.get("incident_updates")) if isinstance(u, dict)]
+        updates.sort(key=lambda u: as_str(u.get("created_at")))
+        page = url.split("/api/", 1)[0]
+        events = []
+        for update in updates:
+            status = as_str(update.get("status")) or as_str(incident.get("status")) or "update"
+            message = html_to_text(as_str(update.get("body")))
+            created = parse_time(update.get("created_at"))
+            # The feed names the incident's latest state by its ULID, date, status and text:
+            # the same key here makes an update seen by both announced once.
+            stamp = created.replace(microsecond=0).isoformat() if created else ""
+            keys = [f"incidentio:{incident_id}:{stamp}:{humanise(status).lower()}:{digest(message)}"]
+            if as_str(update.get("id")):
+                keys.insert(0, f"incidentio-update:{update['id']}")
+            events.append(Event(
+                provider=provider, title=as_str(incident.get("name")) or incident_id, status=humanise(status),
+                message=message, incident_id=incident_id, url=f"{page}/incidents/{incident_id}",
+                source="api", keys=tuple(keys), impact=as_str(incident.get("impact")) or None, occurred_at=created,
+            ))
+        if events:
+            incidents.append(Incident(incident_id, events, open=as_str(incident.get("status")) in OPEN_STATUSES))
+    return incidents
+
+
+# --- Google Cloud incidents.json: updates newest first, no update ids ---
+
+_GOOGLE_STATUS = {
+    "AVAILABLE": "Available", "SERVICE_INFORMATION": "Informational",
+    "SERVICE_DISRUPTION": "Service disruption", "SERVICE_OUTAGE": "Service outage",
+}
+_GOOGLE_IMPACT = {"low": "minor", "medium": "major", "high": "critical"}
+
+
+def _google_cloud_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+    incidents = []
+    for incident in _incident_list(document):
+        incident_id = incident["id"]
+        products = [as_str(p.get("title")) for p in as_list(incident.get("affected_products")) if isinstance(p, dict)]
+        updates = [u for u in as_list(incident.get("updates")) if isinstance(u, dict)]
+        updates.sort(key=lambda u: as_str(u.get("created")))
+        ended = bool(incident.get("end"))
+        events = []
+        for index, update in enumerate(updates):
+            created = parse_time(update.get("created"))
+            status = _GOOGLE_STATUS.get(as_str(update.get("status")), humanise(as_str(update.get("status")).lower()) or "Update")
+            if ended and index == len(updates) - 1 and status == "Available":
+                status = "Resolved"
+            events.append(Event(
+                provider=provider, title=as_str(incident.get("external_desc")) or incident_id, status=status,
+                message=as_str(update.get("text")).strip(), incident_id=incident_id,
+                url=f"https://status.cloud.google.com/incidents/{incident_id}", source="api",
+                keys=(f"google-cloud:{incident_id}:{as_str(update.get('created'))}",), components=[p for p in products if p],
+                impact=_GOOGLE_IMPACT.get(as_str(incident.get("severity"))), occurred_at=created,
+            ))
+        if events:
+            incidents.append(Incident(incident_id, events, open=not ended))
+    return incidents
+
+
+# --- Slack /api/v2.0.0/history: one note per update, oldest first, no per-note status ---
+
+def _slack_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+    incidents = []
+    for incident in _incident_list(document, key="history"):
+        incident_id = as_str(incident["id"])
+        notes = [n for n in as_list(incident.get("notes")) if isinstance(n, dict)]
+        resolved = as_str(incident.get("status")) == "resolved"
+        kind = as_str(incident.get("type")) or "incident"
+        events = []
+        for ordinal, note in enumerate(notes, start=1):
+            last = ordinal == len(notes)
+            status = "Resolved" if last and resolved else "Active" if ordinal == 1 else "Update"
+            events.append(Event(
+                provider=provider, title=as_str(incident.get("title")) or incident_id, status=status,
+                message=html_to_text(as_str(note.get("body"))), incident_id=incident_id,
+                url=as_str(incident.get("url")) or None, source="api",
+                keys=(f"slack:{incident_id}:{ordinal}:{as_str(note.get('date_created'))}",),
+                components=[as_str(s) for s in as_list(incident.get("services")) if as_str(s)],
+                event_type=None if kind == "incident" else kind, occurred_at=parse_time(note.get("date_created")),
+            ))
+        if events:
+            incidents.append(Incident(incident_id, events, open=not resolved))
+    return incidents

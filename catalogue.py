@@ -1,0 +1,91 @@
+"""The provider catalogue: well-known status pages and the best source of each, kept as data
+in providers.toml beside this file, so that adding a provider is an edit, not code."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CATALOGUE_PATH = Path(__file__).resolve().parent / "providers.toml"
+# What `python3 main.py` monitors when the config names nothing (the original design's list).
+DEFAULT_PROVIDERS = ("openai", "github", "aws", "cloudflare", "slack", "google-cloud", "anthropic")
+
+SourceKind = Literal[
+    "statuspage", "incidentio", "per-update", "statuspage-api", "incidentio-api", "google-cloud-api", "slack-api"
+]
+
+
+class CatalogueError(Exception):
+    """The catalogue file is broken, or a name is not in it (the message suggests names)."""
+
+
+def http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(min_length=1)
+    page: str
+    kind: Optional[SourceKind] = None
+    url: Optional[str] = None
+
+    @field_validator("page", "url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        return value if value is None else http_url(value)
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: list[_Entry]
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: str
+    page: str
+    kind: str | None  # None: detected from the page at start-up
+    url: str | None  # the source's URL where it is not the page itself
+
+    @property
+    def source_url(self) -> str:
+        return self.url or self.page
+
+
+def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Provider]:
+    try:
+        data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise CatalogueError(f"provider catalogue {path}: {exc}") from None
+    providers: dict[str, Provider] = {}
+    for entry in data.provider:
+        if entry.id in providers or any(p.name.casefold() == entry.name.casefold() for p in providers.values()):
+            raise CatalogueError(f"provider catalogue {path}: {entry.id!r} ({entry.name}) is listed twice")
+        providers[entry.id] = Provider(entry.id, entry.name, entry.page, entry.kind, entry.url)
+    return providers
+
+
+def lookup(catalogue: dict[str, Provider], name: str) -> Provider:
+    """By id or display name, ignoring case."""
+    wanted = name.strip().casefold()
+    for provider in catalogue.values():
+        if wanted in (provider.id, provider.name.casefold()):
+            return provider
+    ids = {p.id: p.id for p in catalogue.values()} | {p.name.casefold(): p.id for p in catalogue.values()}
+    close = [ids[n] for n in difflib.get_close_matches(wanted, list(ids), n=5, cutoff=0.6)]
+    close += [ident for key, ident in ids.items() if wanted and wanted in key]
+    close = list(dict.fromkeys(close))[:3]
+    hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+    raise CatalogueError(f"unknown provider {name!r}{hint} (python3 main.py --list-providers lists them)")
