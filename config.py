@@ -125,7 +125,7 @@ class _NotifyFile(_Strict):
     providers: list[str] = []
     components: list[str] = []
     statuses: list[str] = []
-    sources: list[Literal["rss", "webhook"]] = []
+    sources: list[Literal["rss", "api", "webhook"]] = []
 
 
 class _ProviderFile(_Strict):

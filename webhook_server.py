@@ -265,7 +265,7 @@ def create_app(
     @app.get("/events")
     async def events(
         provider: str | None = None,
-        source: Literal["rss", "webhook"] | None = None,
+        source: Literal["rss", "api", "webhook"] | None = None,
         since: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
