@@ -225,16 +225,20 @@ def test_statuspage_api_source_announces_updates_incidents_and_component_changes
             "id": "newupdate1", "status": "identified", "body": "Found it", "affected_components": [
                 {"code": "x", "name": "Actions", "old_status": "operational", "new_status": "degraded_performance"}],
             "created_at": datetime.now(timezone.utc).isoformat(), "display_at": datetime.now(timezone.utc).isoformat()})
+        fresh = dict(_open_incident(incidents), id="new00002", name="A new incident")
+        fresh["incident_updates"] = [dict(fresh["incident_updates"][0], id="newincupdate")]
+        incidents["incidents"].insert(0, fresh)
         _serve_json(feeds, "/gh/api/v2/incidents.json", incidents)
         _serve_json(feeds, "/gh/api/v2/summary.json", _summary({"Pull Requests": "operational", "Actions": "partial_outage"}))
-        monitor.wait_for(lambda: len(monitor.output.events) == 5)
+        monitor.wait_for(lambda: len(monitor.output.events) == 6)
         time.sleep(1.0)
         later = monitor.output.events[2:]
         conditional = [r for r in feeds.requests_to("/gh/api/v2/incidents.json") if "if-none-match" in r.headers]
-    assert sorted(first) == sorted([("Investigating", incident["name"]), ("Major outage", "Pull Requests status")])
-    assert sorted((e.status, tuple(e.components)) for e in later) == [
-        ("Identified", ("Actions",)), ("Operational", ("Pull Requests",)), ("Partial outage", ("Actions",))]
-    assert len(monitor.output.events) == 5  # nothing twice
+    assert sorted(first) == [("Investigating", "Reopened incident"), ("Major outage", "Pull Requests status")]
+    assert sorted((e.status, e.title, tuple(e.components)) for e in later) == [
+        ("Identified", "Reopened incident", ("Actions",)), ("Investigating", "A new incident", ()),
+        ("Operational", "Pull Requests status", ("Pull Requests",)), ("Partial outage", "Actions status", ("Actions",))]
+    assert len(monitor.output.events) == 6  # nothing twice
     assert conditional and any(r.status == 304 for r in conditional)
 
 
@@ -300,6 +304,37 @@ def test_a_page_with_nothing_found_fails_clearly_and_is_retried(tmp_path, pages)
         page.set("/history.rss", feed("statuspage_github_history.rss"))
         monitor.wait_for(lambda: httpx.get(monitor.base + "/stats").json()["feeds"][0]["kind"] == "statuspage", timeout=20)
     assert "no status API" in error and f"127.0.0.1:{page.port}" in error
+
+
+def test_one_update_from_feed_api_and_webhook_is_printed_once(tmp_path, feeds):
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    blocks = [(start, "Investigating", "Errors on login")]
+    incident = {"id": "both0001", "name": "Incident both0001", "status": "investigating", "incident_updates": []}
+
+    def publish() -> None:
+        incident["incident_updates"] = [
+            {"id": f"upd{n}", "status": label.lower(), "body": text, "created_at": when.isoformat(),
+             "display_at": when.isoformat()} for n, (when, label, text) in enumerate(blocks)][::-1]
+        feeds.set("/page/history.rss", statuspage_rss("both0001", blocks))
+        _serve_json(feeds, "/page/api/v2/incidents.json", {"incidents": [incident]})
+
+    publish()
+    _serve_json(feeds, "/page/api/v2/summary.json", _summary({}))
+    config = replace(make_config(tmp_path, interval=0.3), feeds=(
+        FeedConfig("Acme", feeds.url("/page/history.rss")), FeedConfig("Acme", feeds.url("/page"), "statuspage-api")))
+    with RunningMonitor(config) as monitor:
+        monitor.wait_for(lambda: httpx.get(monitor.base + "/stats").json()["polls_total"] >= 6)
+        blocks.append((start + timedelta(minutes=20), "Identified", "Found the cause"))
+        hook = {"incident": dict(incident, status="identified")}
+        publish()
+        hook["incident"]["incident_updates"] = incident["incident_updates"]
+        assert httpx.post(monitor.base + "/webhook/generic/Acme", json=hook).json()["status"] == "accepted"
+        blocks.append((start + timedelta(minutes=25), "Resolved", "Fixed"))
+        publish()
+        monitor.wait_for(lambda: [e.status for e in monitor.output.events if e.title == "Incident both0001"][-1:] == ["Resolved"])
+        time.sleep(1.5)  # every source has seen every update by now
+        statuses = [e.status for e in monitor.output.events if e.title == "Incident both0001"]
+    assert statuses == ["Investigating", "Identified", "Resolved"]
 
 
 # --- filters ---
