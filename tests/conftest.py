@@ -40,6 +40,20 @@ def feeds():
     server.close()
 
 
+@pytest.fixture
+def servers():
+    """`servers(FeedServer)` starts another loopback server; all are closed after the test."""
+    started = []
+
+    def start(kind):
+        started.append(kind())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,16 +21,8 @@ from notifier import describe, render, route_matches
 
 
 @pytest.fixture
-def hooks():
-    receivers: list[HookReceiver] = []
-
-    def make() -> HookReceiver:
-        receivers.append(HookReceiver())
-        return receivers[-1]
-
-    yield make
-    for receiver in receivers:
-        receiver.close()
+def hooks(servers):
+    return lambda: servers(HookReceiver)
 
 
 def hook_body(incident: str, status: str = "Investigating", message: str = "Looking into it",

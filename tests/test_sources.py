@@ -243,17 +243,9 @@ def test_statuspage_api_source_announces_updates_incidents_and_component_changes
 
 
 @pytest.fixture
-def pages():
+def pages(servers):
     """One loopback server per status page: detection starts at a host's root."""
-    servers: list[FeedServer] = []
-
-    def make() -> FeedServer:
-        servers.append(FeedServer())
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+    return lambda: servers(FeedServer)
 
 
 def _detect_config(tmp_path, **roots: FeedServer):
