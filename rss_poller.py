@@ -87,16 +87,13 @@ class FeedStatus:
     feed: FeedConfig
     record: FeedRecord
     known: bool  # polled before (now or in an earlier run): not a first poll
-    url: httpx.URL = field(init=False, repr=False)  # parsed once, not on every poll
+    request: httpx.Request | None = field(default=None, repr=False)  # built at the first poll, then reused
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
     digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
     last_success: float | None = None  # Unix time of this run's last good poll
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
-
-    def __post_init__(self) -> None:
-        self.url = httpx.URL(self.feed.url)
 
 
 class _NoCookies(httpx.Cookies):
@@ -138,18 +135,25 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), MAX_RETRY_AFTER))
 
 
+def _set_header(headers: httpx.Headers, name: str, value: str | None) -> None:
+    if value:
+        headers[name] = value
+    else:
+        headers.pop(name, None)
+
+
 async def fetch(
-    client: httpx.AsyncClient, url: httpx.URL | str, record: FeedRecord, max_bytes: int, deadline: float
+    client: httpx.AsyncClient, request: httpx.Request, record: FeedRecord, max_bytes: int, deadline: float
 ) -> FetchResult:
-    """One conditional GET, bounded in total time and body size (after decompression)."""
-    headers = {}
-    if record.etag:
-        headers["If-None-Match"] = record.etag
-    if record.last_modified:
-        headers["If-Modified-Since"] = record.last_modified
+    """One conditional GET, bounded in total time and body size (after decompression).
+    `request` is the feed's own, built once and sent again on every poll: building a
+    request was a quarter of the CPU of a 304."""
+    _set_header(request.headers, "If-None-Match", record.etag)
+    _set_header(request.headers, "If-Modified-Since", record.last_modified)
     try:
         async with asyncio.timeout(deadline):
-            async with client.stream("GET", url, headers=headers) as response:
+            response = await client.send(request, stream=True)
+            try:
                 result = FetchResult(
                     status=response.status_code,
                     etag=response.headers.get("ETag"),
@@ -169,6 +173,8 @@ async def fetch(
                     chunks.append(chunk)
                 result.body = b"".join(chunks)
                 return result
+            finally:
+                await response.aclose()
     except TimeoutError:
         raise FetchError(f"no complete answer within {deadline:g} s", "timeout") from None
     except httpx.TooManyRedirects:
@@ -285,8 +291,9 @@ class FeedPoller:
             started = time.perf_counter()
             try:
                 try:
+                    status.request = status.request or self._client.build_request("GET", feed.url)
                     result = await fetch(
-                        self._client, status.url, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
+                        self._client, status.request, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
                     )
                 finally:
                     self.stats.latency.observe(time.perf_counter() - started)
@@ -308,7 +315,8 @@ class FeedPoller:
         deadline = self._config.request_timeout * 1.5
 
         async def get(url: str) -> tuple[int, bytes]:
-            result = await fetch(self._client, url, FeedRecord(url=url), self._config.max_body_bytes, deadline)
+            request = self._client.build_request("GET", url)
+            result = await fetch(self._client, request, FeedRecord(url=url), self._config.max_body_bytes, deadline)
             return result.status, result.body
 
         page = status.feed.url
