@@ -87,13 +87,16 @@ class FeedStatus:
     feed: FeedConfig
     record: FeedRecord
     known: bool  # polled before (now or in an earlier run): not a first poll
-    request: httpx.Request | None = field(default=None, repr=False)  # built at the first poll, then reused
+    url: httpx.URL = field(init=False, repr=False)  # parsed once, not on every poll
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
     digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
     last_success: float | None = None  # Unix time of this run's last good poll
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
+
+    def __post_init__(self) -> None:
+        self.url = httpx.URL(self.feed.url)
 
 
 class _NoCookies(httpx.Cookies):
@@ -135,21 +138,20 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), MAX_RETRY_AFTER))
 
 
-def _set_header(headers: httpx.Headers, name: str, value: str | None) -> None:
-    if value:
-        headers[name] = value
-    else:
-        headers.pop(name, None)
+def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecord) -> httpx.Request:
+    """The poll's request, with the validators of the last accepted 200. Built from the
+    client's parts directly: `client.build_request` was a tenth of a 304's CPU (it merges
+    cookies, parameters and headers that never change here)."""
+    headers = list(client.headers.multi_items())
+    if record.etag:
+        headers.append(("If-None-Match", record.etag))
+    if record.last_modified:
+        headers.append(("If-Modified-Since", record.last_modified))
+    return httpx.Request("GET", url, headers=headers, extensions={"timeout": client.timeout.as_dict()})
 
 
-async def fetch(
-    client: httpx.AsyncClient, request: httpx.Request, record: FeedRecord, max_bytes: int, deadline: float
-) -> FetchResult:
-    """One conditional GET, bounded in total time and body size (after decompression).
-    `request` is the feed's own, built once and sent again on every poll: building a
-    request was a quarter of the CPU of a 304."""
-    _set_header(request.headers, "If-None-Match", record.etag)
-    _set_header(request.headers, "If-Modified-Since", record.last_modified)
+async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float) -> FetchResult:
+    """One request, bounded in total time and body size (after decompression)."""
     try:
         async with asyncio.timeout(deadline):
             response = await client.send(request, stream=True)
@@ -291,9 +293,9 @@ class FeedPoller:
             started = time.perf_counter()
             try:
                 try:
-                    status.request = status.request or self._client.build_request("GET", feed.url)
                     result = await fetch(
-                        self._client, status.request, record, self._config.max_body_bytes, self._config.request_timeout * 1.5
+                        self._client, conditional_get(self._client, status.url, record),
+                        self._config.max_body_bytes, self._config.request_timeout * 1.5,
                     )
                 finally:
                     self.stats.latency.observe(time.perf_counter() - started)
@@ -315,8 +317,8 @@ class FeedPoller:
         deadline = self._config.request_timeout * 1.5
 
         async def get(url: str) -> tuple[int, bytes]:
-            request = self._client.build_request("GET", url)
-            result = await fetch(self._client, request, FeedRecord(url=url), self._config.max_body_bytes, deadline)
+            request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
+            result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
             return result.status, result.body
 
         page = status.feed.url
