@@ -245,6 +245,8 @@ class EventHandler:
                 self.stats.duplicates_total += 1
                 continue
             if self._is_stale(event) or not self._passes(event):
+                if (event.provider, event.incident_id) in self._open:
+                    self._track(event)  # a filtered "Resolved" still closes an incident shown open
                 await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
             else:

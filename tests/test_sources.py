@@ -348,12 +348,17 @@ def test_component_and_impact_filters_apply_to_output_not_to_memory(tmp_path, fe
         for name, components in [("kept", ["Actions runners"]), ("dropped", ["Pages"]), ("unknown", [])]:
             httpx.post(f"{monitor.base}/webhook/generic/GitHub", json=_hook(name, components))
         time.sleep(0.5)
+        resolved = _hook("kept", ["Pages"])
+        resolved["data"]["incident"]["status"] = {"label": "Resolved"}
+        httpx.post(f"{monitor.base}/webhook/generic/GitHub", json=resolved)  # filtered out, yet it closes "kept"
+        time.sleep(0.5)
         stats = httpx.get(monitor.base + "/stats").json()
         shown = {e.title: e.note for e in monitor.output.events}
     assert set(shown) == {"kept", "unknown"}  # the minor incident, Pages and Pull Requests are not
     assert shown["kept"] == "states no impact, so the impact filter let it through"
     assert "names no component" in shown["unknown"]
-    assert stats["filtered_total"] == 3  # with the summary's Pull Requests outage
+    assert stats["filtered_total"] == 4  # with the summary's Pull Requests outage
+    assert stats["open_incidents"] == {"GitHub": 1}  # "unknown"; "kept" was closed by its filtered update
     unfiltered = FeedConfig("GitHub", feeds.url("/gh"), "statuspage-api")
     with RunningMonitor(replace(base, feeds=(unfiltered,))) as monitor:
         monitor.wait_for(lambda: httpx.get(monitor.base + "/stats").json()["polls_total"] >= 4)
