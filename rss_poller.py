@@ -55,19 +55,16 @@ class FetchResult:
     retry_after: float | None = None
 
 
-_TOTALS = ("polls_total", "not_modified_total", "unchanged_total", "parsed_total", "poll_errors_total")
 POLL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass
 class PollerStats:
-    polls_total: int = 0
-    not_modified_total: int = 0
+    # One count a poll, by its result: "200", "304", or an error class ("timeout",
+    # "http_503", "parse", ...). The totals /stats shows are sums of these.
+    results: Counter = field(default_factory=Counter)
     unchanged_total: int = 0  # 200s whose entries were those already parsed
     parsed_total: int = 0
-    poll_errors_total: int = 0
-    # By result: "200", "304", or an error class ("timeout", "http_503", "parse", ...).
-    results: Counter = field(default_factory=Counter)
     latency: Histogram = field(
         default_factory=lambda: Histogram(
             "statusmon_poll_duration_seconds", "Time to fetch a feed (conditional GET, body included).",
@@ -75,9 +72,26 @@ class PollerStats:
         )
     )
 
-    def totals(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in _TOTALS}
+    @property
+    def polls_total(self) -> int:
+        return sum(self.results.values())
 
+    @property
+    def not_modified_total(self) -> int:
+        return self.results["304"]
+
+    @property
+    def poll_errors_total(self) -> int:
+        return self.polls_total - self.results["200"] - self.results["304"]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "polls_total": self.polls_total,
+            "not_modified_total": self.not_modified_total,
+            "unchanged_total": self.unchanged_total,
+            "parsed_total": self.parsed_total,
+            "poll_errors_total": self.poll_errors_total,
+        }
 
 
 @dataclass
@@ -307,7 +321,6 @@ class FeedPoller:
             except Exception:
                 log.exception("feed %s: unexpected error", feed.name)
                 self._failed(status, "internal error (see the log)", record.last_status, "internal")
-        self.stats.polls_total += 1
         record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         await self._store.save_feed(record, silent)
 
@@ -325,7 +338,6 @@ class FeedPoller:
         try:
             found = await detect(status.feed, get)
         except (DetectError, FetchError) as exc:
-            self.stats.polls_total += 1
             self._failed(status, f"detecting its source: {exc}", None, "detect")
             return
         await self._store.save_source(page, found.kind, found.url)
@@ -344,13 +356,11 @@ class FeedPoller:
         feed, record = status.feed, status.record
         record.last_status = result.status
         if result.status == 304:
-            self.stats.not_modified_total += 1
             self.stats.results["304"] += 1
             self._succeeded(status)
             return []
         if result.status == 410:
             record.gone = True
-            self.stats.poll_errors_total += 1
             self.stats.results["http_410"] += 1
             log.warning("feed %s (%s) answered 410 Gone: no longer polled", feed.name, redact_url(feed.url))
             return []
@@ -400,7 +410,6 @@ class FeedPoller:
         record.last_status = http_status
         record.consecutive_errors += 1
         status.last_error = reason
-        self.stats.poll_errors_total += 1
         self.stats.results[kind] += 1
         log.debug("feed %s: %s", status.feed.name, reason)
         if record.consecutive_errors >= FAILING_AFTER and not status.failing:
