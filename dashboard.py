@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from event_handler import Event
+from event_handler import Event, utc_iso
 from redact import redact_url
 
 if TYPE_CHECKING:
@@ -102,14 +102,6 @@ def _last_id(request: Request) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def _iso(value: datetime | float | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        value = datetime.fromtimestamp(value, timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _origin(url: str | None) -> str | None:
     if not url:
         return None
@@ -134,7 +126,9 @@ def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, 
             "name": status.feed.name,
             "url": redact_url(status.feed.url),
             "kind": status.kind or status.feed.kind,
-            "last_success_at": _iso(status.last_success),
+            "last_success_at": (
+                utc_iso(datetime.fromtimestamp(status.last_success, timezone.utc)) if status.last_success else None
+            ),
             "last_polled_at": status.record.last_polled_at,
             "consecutive_errors": status.record.consecutive_errors,
             "failing": status.failing,
@@ -152,8 +146,8 @@ def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, 
             "message": latest.message,
             "url": latest.url,
             "components": list(latest.components),
-            "since": _iso(incident.since),
-            "updated_at": _iso(latest.occurred_at or latest.received_at),
+            "since": utc_iso(incident.since),
+            "updated_at": utc_iso(latest.occurred_at or latest.received_at),
         })
         entry["components"] += [c for c in latest.components if c not in entry["components"]]
     for entry in cards.values():

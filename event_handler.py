@@ -78,8 +78,8 @@ class Event:
             "event_type": self.event_type,
             "impact": self.impact,
             "note": self.note,
-            "occurred_at": _iso(self.occurred_at),
-            "received_at": _iso(self.received_at),
+            "occurred_at": utc_iso(self.occurred_at),
+            "received_at": utc_iso(self.received_at),
         }
 
     @classmethod
@@ -112,7 +112,8 @@ class Incident:
     open: bool | None
 
 
-def _iso(value: datetime | None) -> str | None:
+def utc_iso(value: datetime | None) -> str | None:
+    """How every time is written (output, state, JSON): ISO 8601 in UTC with `Z`."""
     if value is None:
         return None
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

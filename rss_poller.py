@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import Histogram
 
 from config import Config, FeedConfig
-from event_handler import EventHandler
+from event_handler import EventHandler, utc_iso
 from api_parsers import component_changes, parse_source
 from feed_parsers import FeedError, content_digest
 from http_transport import AiohttpTransport
@@ -321,7 +321,7 @@ class FeedPoller:
             except Exception:
                 log.exception("feed %s: unexpected error", feed.name)
                 self._failed(status, "internal error (see the log)", record.last_status, "internal")
-        record.last_polled_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        record.last_polled_at = utc_iso(datetime.now(timezone.utc))
         await self._store.save_feed(record, silent)
 
     async def _detect(self, status: FeedStatus) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from event_handler import Event
+from event_handler import Event, utc_iso
 from seen import SeenSet, key_hash
 
 APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
@@ -250,7 +250,7 @@ class Store:
             params.append(source)
         if since:
             clauses.append("received_at >= ?")
-            params.append(since.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"))
+            params.append(utc_iso(since))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         order = "ASC" if oldest_first else "DESC"
         rows = self.db.execute(
@@ -274,7 +274,7 @@ class Store:
     def _prune(self, retention_days: int) -> None:
         cutoff = datetime.now(timezone.utc) - timedelta(days=retention_days)
         with _transaction(self.db):
-            self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff.isoformat().replace("+00:00", "Z"),))
+            self.db.execute("DELETE FROM events WHERE received_at < ?", (utc_iso(cutoff),))
             self.db.execute("DELETE FROM deliveries WHERE received_at < ?", (time.time() - DELIVERY_TTL.total_seconds(),))
 
     # --- notification outbox ---
