@@ -6,13 +6,14 @@ instead. `parse_source` is the one entry point for every kind, feeds included.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from typing import Any
 
 from event_handler import Event, Incident
-from feed_parsers import ComponentState, FeedError, ParsedFeed, html_to_text, parse_feed, statuspage_update_key
+from feed_parsers import (
+    ComponentState, FeedError, ParsedFeed, digest, html_to_text, parse_feed, statuspage_update_key,
+)
 
 # Kinds read by this module; each names what its URL returns.
 API_KINDS = ("statuspage-api", "statuspage-components", "incidentio-api", "google-cloud-api", "slack-api")
@@ -54,10 +55,6 @@ def _incident_list(document: Any, key: str = "incidents") -> list[dict]:
     if not isinstance(items, list):
         raise FeedError(f'expected a list of incidents{f" under {key!r}" if isinstance(document, dict) else ""}')
     return [item for item in items if isinstance(item, dict) and as_str(item.get("id"))]
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def parse_time(value: Any) -> datetime | None:

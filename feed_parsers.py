@@ -260,7 +260,8 @@ def html_to_text(fragment: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
+    """A text's share of an update key (feeds, APIs and webhooks must agree on it)."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -339,7 +340,7 @@ def _block_time(when: str, published: datetime | None) -> tuple[str, datetime | 
 def _statuspage_incident(entry: Entry, provider: str) -> Incident:
     link = entry.link
     match = _STATUSPAGE_CODE.search(link) or _STATUSPAGE_CODE.search(entry.id)
-    code = match.group(1) if match else _digest(entry.id or link)
+    code = match.group(1) if match else digest(entry.id or link)
     title = html_to_text(entry.title)
     published = entry.published
     updates = []
@@ -375,7 +376,7 @@ _COMPONENT_STATE = re.compile(r"\s*\([^()]*\)\s*$")
 def _incidentio_incident(entry: Entry, provider: str) -> Incident:
     link = entry.link or entry.id
     match = _INCIDENTIO_ID.search(link) or _INCIDENTIO_ID.search(entry.id)
-    incident_id = match.group(1) if match else _digest(entry.id or link)
+    incident_id = match.group(1) if match else digest(entry.id or link)
     content = entry.content
     status_match = _INCIDENTIO_STATUS.search(content)
     status = status_match["status"].strip() if status_match else "Update"
@@ -402,7 +403,7 @@ def _incidentio_incident(entry: Entry, provider: str) -> Incident:
         incident_id=incident_id,
         url=link.replace("//incidents/", "/incidents/") or None,
         source="rss",
-        keys=(f"incidentio:{incident_id}:{stamp}:{status.lower()}:{_digest(message)}",),
+        keys=(f"incidentio:{incident_id}:{stamp}:{status.lower()}:{digest(message)}",),
         components=components,
         occurred_at=occurred_at,
         snapshot=True,
@@ -437,7 +438,7 @@ def _status_from_title(title: str) -> tuple[str, str]:
 def _per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> list[Incident]:
     groups: dict[str, list[Event]] = {}
     for entry in entries:
-        entry_id = entry.id or entry.link or _digest(entry.content)
+        entry_id = entry.id or entry.link or digest(entry.content)
         if "://" not in entry_id and not entry_id.startswith("tag:"):
             entry_id = f"{feed_url}#{entry_id}"
         status, title = _status_from_title(html_to_text(entry.title))
@@ -454,7 +455,7 @@ def _per_update_incidents(entries: list[Entry], provider: str, feed_url: str) ->
             url=entry.link or None,
             source="rss",
             # The text is part of the key: Azure rewrites an item in place under one guid.
-            keys=(f"entry:{entry_id}:{_digest(message)}",),
+            keys=(f"entry:{entry_id}:{digest(message)}",),
             components=components,
             occurred_at=entry.published,
         )
