@@ -10,6 +10,24 @@ import threading
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+def serve_on_loopback(serve: Callable[[BaseHTTPRequestHandler], None], method: str) -> ThreadingHTTPServer:
+    """An HTTP/1.1 server on a free port of 127.0.0.1, answering `method` requests with
+    `serve(handler)` on threads of its own; quiet (no access log)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    setattr(Handler, f"do_{method}", lambda handler: serve(handler))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
 
 @dataclass
@@ -39,22 +57,8 @@ class FeedServer:
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._stamp = 1_700_000_000
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = serve_on_loopback(self._serve, "GET")
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

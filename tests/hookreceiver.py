@@ -7,8 +7,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from feedserver import serve_on_loopback
 
 
 @dataclass
@@ -32,21 +34,8 @@ class HookReceiver:
         self.hang = False
         self._release = threading.Event()
         self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                receiver._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = serve_on_loopback(self._serve, "POST")
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, scheme: str = "json", path: str = "/hook") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"

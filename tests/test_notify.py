@@ -3,7 +3,6 @@ Apprise's json:// and form:// targets post to an HTTP server these tests run on 
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from dataclasses import replace
