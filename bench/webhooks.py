@@ -18,9 +18,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import uvloop
@@ -57,15 +57,36 @@ def delivery(seq: int) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-async def load(url: str, connections: int, seconds: float, sent: dict[int, float]) -> list[float]:
+class Arrivals(asyncio.Protocol):
+    """The monitor's stdout, read on the client's own loop: a reader thread would fight the
+    client for the GIL and add its waits to the latencies measured."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, bytes]] = []
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        self.lines.extend((now, line) for line in complete)
+
+
+async def load(url: str, connections: int, seconds: float, sent: dict[int, float], stdout: IO[bytes]) -> tuple[list[float], Arrivals]:
     latencies: list[float] = []
     counter = iter(range(10**9))
+    _, arrivals = await asyncio.get_running_loop().connect_read_pipe(Arrivals, stdout)
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
         async def worker() -> None:
@@ -81,7 +102,8 @@ async def load(url: str, connections: int, seconds: float, sent: dict[int, float
                 latencies.append(time.monotonic() - started)
 
         await asyncio.gather(*(worker() for _ in range(connections)))
-    return latencies
+    await asyncio.sleep(1)  # the last lines
+    return latencies, arrivals
 
 
 def main() -> None:
@@ -102,18 +124,8 @@ def main() -> None:
             [sys.executable, *os.environ.get("BENCH_PY_ARGS", "").split(), str(ROOT / "main.py"), "--config", str(config), "--port", str(port), "--json",
              "--state", str(Path(folder) / "state.db"), "--log-level", "WARNING"],
             env={**os.environ, "INCIDENT_IO_WEBHOOK_SECRET": SECRET},
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
-        arrived: dict[int, float] = {}
-
-        def read() -> None:
-            for line in monitor.stdout:
-                message = json.loads(line)["message"]
-                if message.startswith("seq="):
-                    arrived[int(message[4:])] = time.monotonic()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -122,11 +134,18 @@ def main() -> None:
             except OSError:
                 time.sleep(0.05)
         sent: dict[int, float] = {}
-        latencies = uvloop.run(load(f"http://127.0.0.1:{port}/webhook/incident-io", args.connections, args.seconds, sent))
-        time.sleep(1)
+        cpu = cpu_seconds(monitor.pid)
+        latencies, arrivals = uvloop.run(
+            load(f"http://127.0.0.1:{port}/webhook/incident-io", args.connections, args.seconds, sent, monitor.stdout)
+        )
+        cpu = cpu_seconds(monitor.pid) - cpu
         monitor.terminate()
         monitor.wait(10)
-        reader.join(5)
+    arrived: dict[int, float] = {}
+    for at, line in arrivals.lines:
+        message = json.loads(line)["message"]
+        if message.startswith("seq="):
+            arrived[int(message[4:])] = at
     end_to_end = [arrived[seq] - sent[seq] for seq in sent if seq in arrived]
     print(json.dumps({
         "connections": args.connections,
@@ -139,6 +158,7 @@ def main() -> None:
         "e2e_p50_ms": percentile(end_to_end, 0.50) * 1000,
         "e2e_p99_ms": percentile(end_to_end, 0.99) * 1000,
         "lost": len(sent) - len(end_to_end),
+        "monitor_cpu_ms_per_delivery": cpu * 1000 / max(1, len(latencies)),
     }))
 
 

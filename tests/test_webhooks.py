@@ -231,6 +231,15 @@ def test_no_redirects_on_trailing_slash(monitor):
         assert answer.status_code == 404 and not answer.is_redirect
 
 
+def test_webhook_routes_answer_like_the_rest_of_the_app(monitor):
+    for path in ("/webhook/incident-io", "/webhook/generic/test"):
+        answer = httpx.get(monitor.base + path)
+        assert (answer.status_code, answer.headers["allow"], answer.json()) == (405, "POST", {"detail": "Method Not Allowed"})
+    for path in ("/webhook/generic/", "/webhook/generic/a/b", "/webhook/other"):
+        assert httpx.post(monitor.base + path, content=b"{}").status_code == 404
+    assert httpx.get(monitor.base + "/health").json()["status"] == "ok"
+
+
 def test_generic_original_shape_and_replay(monitor):
     body = json.dumps({"event_type": "test_event", "data": {"id": "test-123", "incident": {
         "name": "Test Incident", "status": {"label": "Investigating"}}}}).encode()
