@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import signal
 import sys
@@ -109,6 +110,7 @@ class Monitor:
             self.handler.subscribe(stream.publish)
             dashboard = create_router(self.handler, poller, stream)
             app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
+            freeze_startup_heap()
             server = _Server(
                 uvicorn.Config(
                     app,
@@ -194,6 +196,14 @@ class Monitor:
             log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
         for target in self.notifier.targets.values():
             log.info("notifying %s", target.label)
+
+
+def freeze_startup_heap() -> None:
+    """Moves every object alive after start-up (about 70,000, mostly imported modules) out of
+    the collector's reach: a full collection no longer walks them, which took about 40 ms a
+    time here, each one a pause of the loop (README, Performance)."""
+    gc.collect()
+    gc.freeze()
 
 
 def release_free_memory() -> None:

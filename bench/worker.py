@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import Config, FeedConfig  # noqa: E402
 from event_handler import EventHandler, StreamOutput  # noqa: E402
-from main import event_loop_factory, release_free_memory  # noqa: E402
+from main import event_loop_factory, freeze_startup_heap, release_free_memory  # noqa: E402
 from rss_poller import FeedPoller, make_client  # noqa: E402
 from state import Store  # noqa: E402
 
@@ -50,6 +50,7 @@ async def run(args: argparse.Namespace) -> dict:
             async with make_client(config) as client:
                 poller = FeedPoller(config, handler, store, client)
                 await poller.load()
+                freeze_startup_heap()  # as the daemon does once it is set up
                 cycles = []
                 for cycle in range(args.cycles):
                     if cycle and args.mutate_between:
