@@ -134,17 +134,20 @@ def main() -> None:
         "errors": max(r["cycles"][1]["errors"] for r in results),
     }
 
-    # 6: webhooks, alone and during a cold cycle
+    # 6: webhooks, alone and during a cold cycle; the bare reference endpoint in the same run
+    webhook_keys = ("per_second", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms", "lost", "monitor_cpu_ms_per_delivery")
     for connections in (1, 10):
-        results = repeat(runs, lambda: run_json(str(HERE / "webhooks.py"), "--connections", str(connections),
-                                                "--seconds", str(webhook_seconds)))
-        figures[f"webhooks_{connections}"] = {key: median([r[key] for r in results]) for key in
-                                              ("per_second", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms", "lost")}
+        for name, extra in ((f"webhooks_{connections}", ()), (f"bare_webhook_{connections}", ("--bare",))):
+            results = repeat(runs, lambda: run_json(str(HERE / "webhooks.py"), "--connections", str(connections),
+                                                    "--seconds", str(webhook_seconds), *extra))
+            figures[name] = {key: median([r[key] for r in results]) for key in webhook_keys}
+        figures[f"webhooks_{connections}"]["ratio_vs_bare"] = (
+            figures[f"webhooks_{connections}"]["per_second"] / figures[f"bare_webhook_{connections}"]["per_second"]
+        )
     with feed_server(small) as base:
         results = repeat(runs, lambda: run_json(str(HERE / "webhooks.py"), "--connections", "10", "--seconds",
                                                 str(webhook_seconds), "--feeds-base", base, "--feeds", str(small)))
-    figures["webhooks_10_during_cold_cycle"] = {key: median([r[key] for r in results]) for key in
-                                                ("per_second", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms", "lost")}
+    figures["webhooks_10_during_cold_cycle"] = {key: median([r[key] for r in results]) for key in webhook_keys}
 
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -172,10 +175,13 @@ def print_table(report: dict, small: int, large: int) -> None:
         ("3. no validators, CPU per 1,000", f"{small} feeds", f"{f['no_validators']['cpu_s_per_1000']:.2f} s", ""),
         ("4. fresh TLS connections, CPU per 1,000", f"{small} feeds", f"{f['tls_fresh_connections']['cpu_s_per_1000']:.2f} s", ""),
         ("5. cold cycle, wall", f"{small} feeds", f"{f[f'cold_{small}']['wall_s']:.2f} s", f"CPU {f[f'cold_{small}']['cpu_s']:.2f} s"),
-        ("6. webhooks, 1 connection", "", f"{f['webhooks_1']['per_second']:.0f}/s",
-         f"p99 {f['webhooks_1']['p99_ms']:.1f} ms, end-to-end p99 {f['webhooks_1']['e2e_p99_ms']:.1f} ms"),
-        ("6. webhooks, 10 connections", "", f"{f['webhooks_10']['per_second']:.0f}/s",
-         f"p99 {f['webhooks_10']['p99_ms']:.1f} ms, end-to-end p99 {f['webhooks_10']['e2e_p99_ms']:.1f} ms"),
+        *(row for c in (1, 10) for row in (
+            (f"6. webhooks, {c} connection{'s' if c > 1 else ''}", "", f"{f[f'webhooks_{c}']['per_second']:.0f}/s",
+             f"p99 {f[f'webhooks_{c}']['p99_ms']:.1f} ms, end-to-end p99 {f[f'webhooks_{c}']['e2e_p99_ms']:.1f} ms, "
+             f"{f[f'webhooks_{c}']['ratio_vs_bare']:.2f}x the bare endpoint's rate"),
+            (f"   bare FastAPI endpoint, {c} connection{'s' if c > 1 else ''}", "", f"{f[f'bare_webhook_{c}']['per_second']:.0f}/s",
+             f"p99 {f[f'bare_webhook_{c}']['p99_ms']:.1f} ms"),
+        )),
         ("6. webhooks, 10 connections, cold cycle", f"{small} feeds", f"{f['webhooks_10_during_cold_cycle']['per_second']:.0f}/s",
          f"p99 {f['webhooks_10_during_cold_cycle']['p99_ms']:.1f} ms"),
         ("7. memory after a steady cycle", f"{small} feeds", f"{f[f'steady_{small}']['rss_mb']:.0f} MB", ""),

@@ -3,6 +3,7 @@ D seconds: deliveries/s, request latency, and end-to-end latency (request sent t
 on the monitor's stdout). Prints one JSON object.
 
     python3 bench/webhooks.py --connections 10 --seconds 10 [--feeds-base URL --feeds 1000]
+    python3 bench/webhooks.py --connections 10 --seconds 10 --bare   # the bare reference endpoint
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--feeds-base", help="poll this many never-seen feeds meanwhile (a cold cycle)")
     parser.add_argument("--feeds", type=int, default=0)
+    parser.add_argument("--bare", action="store_true", help="load bench/bare_webhook.py instead of the monitor")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
@@ -120,9 +122,11 @@ def main() -> None:
         config.write_text("interval = 3600\n" + "".join(
             f'[[feeds]]\nname = "feed{i}"\nurl = "{args.feeds_base}/feeds/{i}.rss"\n' for i in feeds
         ) + ('[[feeds]]\nname = "none"\nurl = "http://127.0.0.1:9/none.rss"\n' if not feeds else ""))
+        command = [str(ROOT / "bench/bare_webhook.py"), "--port", str(port)] if args.bare else [
+            str(ROOT / "main.py"), "--config", str(config), "--port", str(port), "--json",
+            "--state", str(Path(folder) / "state.db"), "--log-level", "WARNING"]
         monitor = subprocess.Popen(
-            [sys.executable, *os.environ.get("BENCH_PY_ARGS", "").split(), str(ROOT / "main.py"), "--config", str(config), "--port", str(port), "--json",
-             "--state", str(Path(folder) / "state.db"), "--log-level", "WARNING"],
+            [sys.executable, *command],
             env={**os.environ, "INCIDENT_IO_WEBHOOK_SECRET": SECRET},
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )

@@ -22,6 +22,6 @@ def test_quick_benchmark_suite_runs_and_writes_its_figures(tmp_path):
     assert figures["steady_1000"]["errors"] == 0 and figures["cold_1000"]["errors"] == 0
     assert figures["no_validators"]["not_modified"] == 0
     assert figures["tls_fresh_connections"]["errors"] == 0
-    for name in ("webhooks_1", "webhooks_10", "webhooks_10_during_cold_cycle"):
+    for name in ("webhooks_1", "webhooks_10", "webhooks_10_during_cold_cycle", "bare_webhook_1", "bare_webhook_10"):
         assert figures[name]["per_second"] > 0 and figures[name]["lost"] == 0
     assert figures["naive"]["ratio_vs_steady"] > 1
