@@ -160,6 +160,33 @@ def test_retention_drops_old_events_and_delivery_ids(tmp_path):
     assert "old" in seen and "new" in seen  # keys stay: an old item still in a feed must not come back
 
 
+def test_the_log_is_checkpointed_into_the_database_file_while_writes_go_on(tmp_path):
+    """Checkpoints are not automatic (a commit on the loop must never sync): the store runs
+    them itself, so the database file grows and the log does not keep everything."""
+    path = tmp_path / "state.db"
+
+    async def scenario():
+        store = Store(str(path))
+        await store.open()
+        empty = path.stat().st_size
+        for n in range(600):  # 1,800 rows: an event, its key and its delivery id each
+            event = Event("P", f"t{n}", "Investigating", "m" * 500, f"i{n}", None, "webhook", (f"key{n}",),
+                          received_at=datetime.now(timezone.utc))
+            reading = store.list_events(limit=1) if n % 50 == 0 else asyncio.sleep(0)  # now and then on the thread
+            await asyncio.gather(store.add_event(event, delivery_id=f"d{n}"), reading)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == empty and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        grown = path.stat().st_size > empty
+        await store.close()
+        return grown
+
+    assert asyncio.run(scenario())
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 600
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 600
+
+
 # --- /events and --history ---
 
 def test_events_endpoint_filters_and_validates(tmp_path, feeds):
