@@ -5,13 +5,13 @@ that resume after the last event id a browser saw, from the store: no gaps, no r
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
@@ -92,7 +92,7 @@ class EventStream:
 
 
 def _frame(event_id: int, event: Event) -> str:
-    return f"id: {event_id}\ndata: {json.dumps({'id': event_id, **event.to_dict()}, ensure_ascii=False)}\n\n"
+    return f"id: {event_id}\ndata: {orjson.dumps({'id': event_id, **event.to_dict()}).decode()}\n\n"
 
 
 def _last_id(request: Request) -> int:

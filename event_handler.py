@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
+
+import orjson
 
 from seen import SeenSet, key_hash
 
@@ -143,7 +144,7 @@ def format_text(event: Event) -> str:
 
 
 def format_json(event: Event) -> str:
-    return json.dumps(event.to_dict(), ensure_ascii=False) + "\n"
+    return orjson.dumps(event.to_dict()).decode() + "\n"
 
 
 class Output(Protocol):

@@ -12,7 +12,6 @@ automatic: a thread of their own runs them on a second connection, beside the wr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import operator
 import sqlite3
@@ -22,6 +21,8 @@ from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
+
+import orjson
 
 from event_handler import Event, utc_iso
 from seen import SeenSet, key_hash
@@ -240,7 +241,7 @@ class Store:
         seen = _seen_rows(key_hash(key) for key in event.keys)
         delivery = _delivery_rows(delivery_id)
         data = event.to_dict()
-        row = (event.key, event.provider, event.source, data["received_at"], json.dumps(data))
+        row = (event.key, event.provider, event.source, data["received_at"], orjson.dumps(data).decode())
         sends = [astuple(item) for item in outbox]
 
         def add(db: sqlite3.Connection) -> int | None:
@@ -453,7 +454,7 @@ class Store:
 
 
 def _stored(event_id: int, key: str, body: str) -> StoredEvent:
-    return StoredEvent(event_id, Event.from_dict(json.loads(body), keys=(key,)))
+    return StoredEvent(event_id, Event.from_dict(orjson.loads(body), keys=(key,)))
 
 
 _ADD_SEEN = "INSERT OR IGNORE INTO seen VALUES (?, ?)"

@@ -8,7 +8,6 @@ a 2xx means the event was printed and recorded.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal, Mapping
 from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, FastAPI, Query, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -202,7 +202,7 @@ async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
 
 def _parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
+        return orjson.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8", "bad_encoding") from None
     except (ValueError, RecursionError):
@@ -244,7 +244,7 @@ class WebhookRoutes:
 
 async def _send_json(send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = json.dumps(answer, separators=(",", ":")).encode()
+    body = orjson.dumps(answer)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
