@@ -15,6 +15,7 @@ from typing import AsyncIterator
 
 import aiohttp
 import httpx
+import yarl
 
 CHUNK = 64 * 1024
 
@@ -60,7 +61,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._session_for_loop().request(
                 request.method,
-                str(request.url),
+                yarl.URL(str(request.url), encoded=True),  # httpx has encoded it: yarl need not again
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,

@@ -170,15 +170,16 @@ async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: in
         async with asyncio.timeout(deadline):
             response = await client.send(request, stream=True)
             try:
+                headers = dict(response.headers.multi_items())  # one pass: each .get() scans them all
                 result = FetchResult(
                     status=response.status_code,
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                    retry_after=_retry_after(response.headers.get("Retry-After")),
+                    etag=headers.get("etag"),
+                    last_modified=headers.get("last-modified"),
+                    retry_after=_retry_after(headers.get("retry-after")),
                 )
                 if response.status_code != 200:
                     return result
-                declared = response.headers.get("Content-Length", "")
+                declared = headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit", "too_large")
                 chunks, size = [], 0
