@@ -256,6 +256,9 @@ def html_to_text(fragment: str) -> str:
         fragment = html.unescape(fragment)
     if "\n" not in fragment:
         return " ".join(fragment.split())
+    stripped = fragment.strip()
+    if stripped.isprintable():  # the line breaks were only at the ends (a closing </p>, say)
+        return " ".join(stripped.split())
     lines = (" ".join(line.split()) for line in fragment.splitlines())
     return "\n".join(line for line in lines if line)
 
