@@ -312,7 +312,9 @@ class Store:
 
     async def remove_outbox(self, items: Iterable[OutboxItem]) -> None:
         rows = [(item.target, item.event_key) for item in items]
-        await self._write(lambda db: db.executemany("DELETE FROM outbox WHERE target = ? AND event_key = ?", rows), small=True)
+        await self._write(
+            lambda db: db.executemany("DELETE FROM outbox WHERE target = ? AND event_key = ?", rows), small=True
+        )
 
     # --- component states and detected sources ---
 
@@ -432,10 +434,11 @@ class Store:
             self._maybe_checkpoint()
 
     def _maybe_checkpoint(self) -> None:
-        if self.path == ":memory:" or self.db.total_changes - self._checkpointed_at < CHECKPOINT_AFTER_ROWS:
+        db = self._db  # None once closed
+        if db is None or self.path == ":memory:" or db.total_changes - self._checkpointed_at < CHECKPOINT_AFTER_ROWS:
             return
         if self._checkpointing is None or self._checkpointing.done():
-            self._checkpointed_at = self.db.total_changes
+            self._checkpointed_at = db.total_changes
             self._checkpointing = asyncio.get_running_loop().run_in_executor(self._checkpointer, self._checkpoint)
 
     def _checkpoint(self) -> None:
