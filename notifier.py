@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import apprise
-from apprise.utils.parse import parse_urls
-
 from event_handler import RESOLVED_STATUSES, Event
 from filters import matches_any
 from state import OutboxItem
 
 if TYPE_CHECKING:
+    from apprise import Apprise
+
     from config import Config, NotifyRoute
     from state import Store
 
 log = logging.getLogger("monitor.notify")
+
+# Apprise is imported where it is used: its 100-odd plugins cost about 3 MB of memory, which
+# a monitor without notification targets (the default) does not pay.
 
 # Apprise logs through its own logger, at times with a target's full URL and so its
 # credentials. It is kept off stderr; what a failed send logged is reported, scrubbed.
@@ -40,11 +42,15 @@ TEST_TITLE = "Status-page monitor: test notification"
 
 
 def notification_url_is_valid(url: str) -> bool:
+    import apprise
+
     return apprise.Apprise.instantiate(url) is not None
 
 
 def split_urls(value: str) -> list[str]:
     """NOTIFY_URLS: URLs separated by spaces, commas or semicolons, as Apprise's own CLI reads them."""
+    from apprise.utils.parse import parse_urls
+
     return parse_urls(value)
 
 
@@ -56,6 +62,8 @@ def target_id(url: str) -> str:
 def describe(url: str) -> str:
     """The URL as logs and /stats show it: Apprise's privacy form, path segments masked too
     (a webhook's path is often its secret), no query string."""
+    import apprise
+
     service = apprise.Apprise.instantiate(url)
     shown = service.url(privacy=True).split("?", 1)[0] if service else url.split("://", 1)[0] + "://"
     scheme, _, rest = shown.partition("://")
@@ -106,7 +114,9 @@ def render(event: Event) -> tuple[str, str, str]:
     lines.append(f"Incident: {event.title}")
     if event.url:
         lines.append(f"Link: {event.url}")
-    kind = apprise.NotifyType.SUCCESS if resolved else apprise.NotifyType.WARNING
+    from apprise import NotifyType
+
+    kind = NotifyType.SUCCESS if resolved else NotifyType.WARNING
     return f"{event.provider}: {event.title}", "\n".join(lines), str(kind.value)
 
 
@@ -116,13 +126,15 @@ class Target:
     id: str = field(init=False)
     label: str = field(init=False)
     service: str = field(init=False)  # Apprise's name for it ("Slack", "JSON"): a bounded metrics label
-    apprise: apprise.Apprise = field(init=False, repr=False)
+    apprise: Apprise = field(init=False, repr=False)
     sent_total: int = 0
     failed_total: int = 0
     retries_total: int = 0
     last_error: str | None = None
 
     def __post_init__(self) -> None:
+        import apprise
+
         self.id, self.label = target_id(self.url), describe(self.url)
         self.apprise = apprise.Apprise()
         self.apprise.add(self.url)
@@ -131,10 +143,12 @@ class Target:
 
 async def send(target: Target, title: str, body: str, kind: str, timeout: float) -> tuple[bool, str | None]:
     """One attempt; returns whether it was delivered, and if not why (credentials scrubbed)."""
+    from apprise import NotifyType
+
     try:
         async with asyncio.timeout(timeout + 1):
             result = await target.apprise.async_notify(
-                title=title, body=body, notify_type=apprise.NotifyType(kind), timeout=timeout
+                title=title, body=body, notify_type=NotifyType(kind), timeout=timeout
             )
     except TimeoutError:
         return False, f"no answer within {timeout:g} s"
@@ -159,8 +173,10 @@ async def send_test(config: Config) -> list[TestResult]:
     targets = {target_id(url): url for route in config.notify for url in route.urls}
 
     async def one(url: str) -> TestResult:
+        from apprise import NotifyType
+
         target = Target(url)
-        delivered, reason = await send(target, TEST_TITLE, body, str(apprise.NotifyType.INFO.value), config.notify_timeout)
+        delivered, reason = await send(target, TEST_TITLE, body, str(NotifyType.INFO.value), config.notify_timeout)
         return TestResult(target.label, delivered, reason)
 
     return list(await asyncio.gather(*(one(url) for url in targets.values())))
