@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import sys
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -43,4 +42,3 @@ if __name__ == "__main__":
     args = parser.parse_args()
     uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False)
-    sys.exit(0)
