@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -238,6 +239,19 @@ def test_webhook_routes_answer_like_the_rest_of_the_app(monitor):
     for path in ("/webhook/generic/", "/webhook/generic/a/b", "/webhook/other"):
         assert httpx.post(monitor.base + path, content=b"{}").status_code == 404
     assert httpx.get(monitor.base + "/health").json()["status"] == "ok"
+
+
+def test_a_client_gone_mid_body_is_dropped_and_the_next_delivery_goes_through(monitor):
+    body = json.dumps(incident_io("public_incident.incident_created_v2", incident_status=live("Investigating"))).encode()
+    headers = signed(body)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", monitor.config.port)) as sock:
+        sock.sendall(f"POST /webhook/incident-io HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+                     + body[: len(body) // 2])
+    time.sleep(0.3)
+    assert monitor.output.events == []
+    answer = post(monitor, "/webhook/incident-io", body, headers)
+    assert answer.json()["status"] == "accepted" and len(monitor.output.events) == 1
 
 
 def test_generic_original_shape_and_replay(monitor):
