@@ -7,12 +7,11 @@ instead. `parse_source` is the one entry point for every kind, feeds included.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from event_handler import Event, Incident
 from feed_parsers import (
-    ComponentState, FeedError, ParsedFeed, digest, html_to_text, parse_feed, statuspage_update_key,
+    ComponentState, FeedError, ParsedFeed, digest, html_to_text, parse_feed, parse_time, statuspage_update_key,
 )
 
 # Kinds read by this module; each names what its URL returns.
@@ -55,15 +54,6 @@ def _incident_list(document: Any, key: str = "incidents") -> list[dict]:
     if not isinstance(items, list):
         raise FeedError(f'expected a list of incidents{f" under {key!r}" if isinstance(document, dict) else ""}')
     return [item for item in items if isinstance(item, dict) and as_str(item.get("id"))]
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def as_dict(value: Any) -> dict:

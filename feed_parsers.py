@@ -158,7 +158,7 @@ def _atom_entry(entry: Any) -> Entry:
         link=link,
         title=_text(entry, _ATOM + "title"),
         content=_atom_text(entry.find(_ATOM + "content")) or _atom_text(entry.find(_ATOM + "summary")),
-        published=_whole_seconds(_iso(_text(entry, _ATOM + "published") or _text(entry, _ATOM + "updated"))),
+        published=_whole_seconds(parse_time(_text(entry, _ATOM + "published") or _text(entry, _ATOM + "updated"))),
         tags=[c.get("term") for c in entry.iterchildren(_ATOM + "category") if c.get("term")],
     )
 
@@ -205,8 +205,10 @@ def _first_content(content: Any) -> str:
     return ""
 
 
-def _iso(value: str | None) -> datetime | None:
-    if not value:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as feeds, APIs and webhooks write it. One without a zone is read as
+    UTC: every time must compare with every other (ordering, staleness, open incidents)."""
+    if not isinstance(value, str) or not value:
         return None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))

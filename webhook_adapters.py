@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_parsers import as_dict, as_list, as_str, humanise, parse_time, statuspage_incident
+from api_parsers import as_dict, as_list, as_str, humanise, statuspage_incident
 from event_handler import Event
-from feed_parsers import digest, html_to_text
+from feed_parsers import digest, html_to_text, parse_time
 
 INCIDENT_IO = "incident.io"
 INCIDENT_IO_TYPES = (

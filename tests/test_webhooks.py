@@ -254,6 +254,18 @@ def test_a_client_gone_mid_body_is_dropped_and_the_next_delivery_goes_through(mo
     assert answer.json()["status"] == "accepted" and len(monitor.output.events) == 1
 
 
+def test_a_time_without_a_zone_is_read_as_utc_beside_times_with_one(monitor):
+    def hook(label: str, updated_at: str) -> bytes:
+        return json.dumps({"event_type": "incident.updated", "data": {"id": "tz-1", "incident": {
+            "name": "Zone test", "status": {"label": label}, "updated_at": updated_at}}}).encode()
+
+    assert post(monitor, "/webhook/generic/test", hook("Investigating", "2026-01-01T00:00:00")).json()["status"] == "accepted"
+    assert post(monitor, "/webhook/generic/test", hook("Resolved", "2026-01-01T00:05:00Z")).json()["status"] == "accepted"
+    first, second = monitor.output.events
+    assert first.occurred_at == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert second.status == "Resolved"
+
+
 def test_generic_original_shape_and_replay(monitor):
     body = json.dumps({"event_type": "test_event", "data": {"id": "test-123", "incident": {
         "name": "Test Incident", "status": {"label": "Investigating"}}}}).encode()
