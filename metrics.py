@@ -60,7 +60,7 @@ class MonitorCollector:
             "statusmon_notifications", "Notification sends by service and outcome (sent, retry, failed).",
             labels=["service", "outcome"],
         )
-        for labels, value in self._notifier.stats.by_outcome.items():
+        for labels, value in self._notifier.outcomes().items():
             sends.add_metric(list(labels), value)
         yield sends
         pending = GaugeMetricFamily("statusmon_notifications_pending", "Notifications waiting to be sent.")

@@ -183,11 +183,6 @@ async def send_test(config: Config) -> list[TestResult]:
     return list(await asyncio.gather(*(one(url) for url in targets.values())))
 
 
-@dataclass
-class NotifierStats:
-    by_outcome: Counter = field(default_factory=Counter)  # (service, "sent" | "retry" | "failed")
-
-
 class Notifier:
     def __init__(self, config: Config, store: Store) -> None:
         self._store = store
@@ -204,7 +199,6 @@ class Notifier:
         self._queues: dict[str, deque[OutboxItem]] = {tid: deque() for tid in self.targets}
         self._wakeups: dict[str, asyncio.Event] = {tid: asyncio.Event() for tid in self.targets}
         self._workers: list[asyncio.Task] = []
-        self.stats = NotifierStats()
 
     def prepare(self, event: Event) -> list[OutboxItem]:
         """The sends an event calls for: one per target that any matching route names."""
@@ -220,6 +214,16 @@ class Notifier:
         for item in items:
             self._queues[item.target].append(item)
             self._wakeups[item.target].set()
+
+    def outcomes(self) -> Counter:
+        """(service, "sent" | "retry" | "failed") -> count, summed over the targets: the
+        service, not the target, is the metrics label (bounded, and free of credentials)."""
+        counts: Counter = Counter()
+        for target in self.targets.values():
+            counts[target.service, "sent"] += target.sent_total
+            counts[target.service, "retry"] += target.retries_total
+            counts[target.service, "failed"] += target.failed_total
+        return +counts  # without the outcomes that never happened
 
     @property
     def pending(self) -> int:
@@ -270,12 +274,10 @@ class Notifier:
             if delivered:
                 target.sent_total += 1
                 target.last_error = None
-                self.stats.by_outcome[target.service, "sent"] += 1
                 return
             target.last_error = reason
             if time.time() + delay > item.created_at + self._retry_for:
                 target.failed_total += 1
-                self.stats.by_outcome[target.service, "failed"] += 1
                 log.error(
                     "notification to %s about %r not delivered after %d attempts: %s (given up)",
                     target.label, item.title, attempts, reason,
@@ -284,7 +286,6 @@ class Notifier:
             if attempts == 1:
                 log.warning("notification to %s failed: %s; retrying for up to %g s", target.label, reason, self._retry_for)
             target.retries_total += 1
-            self.stats.by_outcome[target.service, "retry"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
 
