@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from api_parsers import as_dict, as_list, as_str, humanise, statuspage_incident
+from api_parsers import as_dict, as_list, as_str, component_event, statuspage_incident
 from event_handler import Event
-from feed_parsers import digest, html_to_text, parse_time
+from feed_parsers import ComponentState, digest, html_to_text, parse_time
 
 INCIDENT_IO = "incident.io"
 INCIDENT_IO_TYPES = (
@@ -135,21 +136,15 @@ def _generic(provider: str, body: dict) -> Event:
 
 
 def _statuspage_component(provider: str, body: dict) -> Event:
+    """The same event as the API's summary gives for the change (`component_event`), so that
+    a component opened by one source and closed by the other is one incident; keyed by the
+    webhook's own update id."""
     update = body["component_update"]
     component = as_dict(body.get("component"))
-    name = as_str(component.get("name")) or as_str(update.get("component_id")) or "component"
+    component_id = as_str(update.get("component_id") or component.get("id"))
+    name = as_str(component.get("name")) or component_id or "component"
     old, new = as_str(update.get("old_status")) or "unknown", as_str(update.get("new_status") or component.get("status")) or "unknown"
     update_id = as_str(update.get("id")) or f"{update.get('component_id')}:{update.get('created_at')}:{new}"
-    return Event(
-        provider=provider,
-        title=f"{name} status",
-        status=humanise(new),
-        message=f"{name}: {humanise(old)} -> {humanise(new)}",
-        incident_id=as_str(update.get("component_id") or component.get("id")) or name,
-        url=None,
-        source="webhook",
-        keys=(f"statuspage-component:{update_id}",),
-        components=[name],
-        event_type="component.update",
-        occurred_at=parse_time(update.get("created_at")),
-    )
+    state = ComponentState(component_id or name, name, new, parse_time(update.get("created_at")))
+    event = component_event(provider, "", state, old)
+    return replace(event, source="webhook", keys=(f"statuspage-component:{update_id}",))

@@ -23,6 +23,7 @@ from catalogue import CATALOGUE_PATH, DEFAULT_PROVIDERS, CatalogueError, load_ca
 from config import FeedConfig
 from feed_parsers import ComponentState, FeedError, parse_feed
 from sources import advertised_feeds, api_kind, page_root, poll_targets
+from webhook_adapters import generic_events
 
 GITHUB_INCIDENTS = "statuspage_github_incidents.json"
 GITHUB_SUMMARY = "statuspage_github_summary_2026-07-24_major.json"
@@ -96,6 +97,19 @@ def test_component_changes_are_events_and_first_sight_is_quiet_when_operational(
     back = component_changes("GitHub", "https://www.githubstatus.com", before, recovered)
     assert [(e.status, e.message) for e in back] == [("Operational", "Pull Requests: Major outage -> Operational")]
     assert component_changes("GitHub", "x", before, parsed.components) == []
+
+
+def test_a_component_webhook_and_the_summary_name_the_same_incident():
+    """So that a component degraded by one source and recovered by the other is not left open."""
+    hook = {"component_update": {"id": "u1", "component_id": "c1", "old_status": "operational",
+                                 "new_status": "major_outage", "created_at": "2026-03-04T10:00:00Z"},
+            "component": {"id": "c1", "name": "API"}}
+    [degraded] = generic_events("P", hook)
+    [recovered] = component_changes("P", "https://x.test", {"c1": "major_outage"},
+                                    [ComponentState("c1", "API", "operational", None)])
+    assert degraded.incident_id == recovered.incident_id
+    assert (degraded.source, degraded.keys, degraded.message) == ("webhook", ("statuspage-component:u1",),
+                                                                  "API: Operational -> Major outage")
 
 
 def test_statuspage_api_feed_and_webhook_name_an_update_alike():
