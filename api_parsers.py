@@ -189,11 +189,11 @@ def component_event(provider: str, page: str, component: ComponentState, previou
 
 def _incidentio_incidents(document: Any, provider: str, url: str) -> list[Incident]:
     incidents = []
+    page = url.split("/api/", 1)[0]
     for incident in _incident_list(document):
         incident_id = incident["id"]
         updates = [u for u in as_list(incident.get("incident_updates")) if isinstance(u, dict)]
         updates.sort(key=lambda u: as_str(u.get("created_at")))
-        page = url.split("/api/", 1)[0]
         events = []
         for update in updates:
             status = as_str(update.get("status")) or as_str(incident.get("status")) or "update"
