@@ -35,6 +35,7 @@ MAX_RETRY_AFTER = 3600.0
 # second: thousands of feeds do not all wait on the concurrency limit at once.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
+_NO_BODY = httpx.ByteStream(b"")
 
 
 class FetchError(Exception):
@@ -154,14 +155,16 @@ def _retry_after(value: str | None) -> float | None:
 
 def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecord) -> httpx.Request:
     """The poll's request, with the validators of the last accepted 200. Built from the
-    client's parts directly: `client.build_request` was a tenth of a 304's CPU (it merges
-    cookies, parameters and headers that never change here)."""
-    headers = list(client.headers.multi_items())
+    client's parts directly: `client.build_request` merged cookies, parameters and headers
+    that never change here, and an empty body given as a stream skips httpx's encoding of
+    one (together 18 -> 6 µs of a 304's ~300)."""
+    headers = httpx.Headers(client.headers)
+    headers["Host"] = url.netloc.decode("ascii")
     if record.etag:
-        headers.append(("If-None-Match", record.etag))
+        headers["If-None-Match"] = record.etag
     if record.last_modified:
-        headers.append(("If-Modified-Since", record.last_modified))
-    return httpx.Request("GET", url, headers=headers, extensions={"timeout": client.timeout.as_dict()})
+        headers["If-Modified-Since"] = record.last_modified
+    return httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions={"timeout": client.timeout.as_dict()})
 
 
 async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float) -> FetchResult:
