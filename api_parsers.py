@@ -20,10 +20,11 @@ OPEN_STATUSES = frozenset({"investigating", "identified", "monitoring", "in_prog
 OPERATIONAL = "operational"
 
 
-def parse_source(body: bytes, provider: str, url: str, kind: str | None) -> ParsedFeed:
-    """Any source's document: JSON API kinds here, feeds (RSS/Atom) by `feed_parsers`."""
+def parse_source(body: bytes, provider: str, url: str, kind: str | None, unchanged: bytes = b"") -> ParsedFeed:
+    """Any source's document: JSON API kinds here, feeds (RSS/Atom) by `feed_parsers`, which
+    skip the `unchanged` entries (see parse_feed)."""
     if kind not in API_KINDS:
-        return parse_feed(body, provider, url, kind)
+        return parse_feed(body, provider, url, kind, unchanged=unchanged)
     document = _json(body)
     if kind == "statuspage-components":
         return ParsedFeed(kind, _page_name(document), [], 0, components=summary_components(document))

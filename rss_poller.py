@@ -107,6 +107,7 @@ class FeedStatus:
     failing: bool = False
     kind: str | None = None
     digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
+    fingerprints: bytes = b""  # of its entries, skipped by the next parse (see feed_parsers.parse_feed)
     last_success: float | None = None  # Unix time of this run's last good poll
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
 
@@ -381,7 +382,8 @@ class FeedPoller:
             self.stats.unchanged_total += 1
         else:
             parsed = await asyncio.get_running_loop().run_in_executor(
-                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind
+                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind,
+                status.fingerprints if status.known else b"",
             )
             if parsed.components is not None:
                 changes = component_changes(feed.name, page_root(feed.url), status.components, parsed.components)
@@ -393,6 +395,7 @@ class FeedPoller:
                     parsed.incidents, first_poll=not status.known, replay=self._config.replay
                 )
             status.known, status.kind, status.digest = True, parsed.kind, digest
+            status.fingerprints = parsed.fingerprints
             self.stats.parsed_total += 1
             record.entries = parsed.entries
         record.etag, record.last_modified = result.etag, result.last_modified

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 import feed_parsers
 from feed_parsers import FeedError, parse_feed
 
+GITHUB_DAY1 = "statuspage_github_history_snapshot_2026-07-09.atom"
+GITHUB_DAY2 = "statuspage_github_history_snapshot_2026-07-10.atom"
+GITHUB_DAY3 = "statuspage_github_history_snapshot_2026-07-11.atom"
 FEEDS = sorted(p.name for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".rss", ".atom"))
 
 
@@ -62,9 +65,7 @@ def test_statuspage_blocks_are_oldest_first_and_update_label_keeps_status():
 
 
 def test_statuspage_new_blocks_between_snapshots_and_postmortem_edit():
-    day1 = parse("statuspage_github_history_snapshot_2026-07-09.atom")
-    day2 = parse("statuspage_github_history_snapshot_2026-07-10.atom")
-    day3 = parse("statuspage_github_history_snapshot_2026-07-11.atom")
+    day1, day2, day3 = parse(GITHUB_DAY1), parse(GITHUB_DAY2), parse(GITHUB_DAY3)
     new = [u for i in day2.incidents for u in i.updates if u.key not in set(keys(day1))]
     assert len(new) == 11
     assert {u.incident_id for u in new} == {"cstx3v63mklm"}
@@ -75,6 +76,45 @@ def test_statuspage_new_blocks_between_snapshots_and_postmortem_edit():
     open_day1 = [i for i in day1.incidents if i.open]
     assert [i.incident_id for i in open_day1] == ["cstx3v63mklm"]
     assert open_day1[0].updates[-1].status == "Investigating"
+
+
+AWS_NEW_ITEM = (
+    b"<item><title><![CDATA[Service impact: Increased latency]]></title>"
+    b"<link>https://status.aws.amazon.com/</link><pubDate>Tue, 18 Aug 2026 06:00:00 PDT</pubDate>"
+    b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
+    b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
+)
+CHANGES = {  # a feed, and the same feed one poll later
+    "statuspage, new blocks": (GITHUB_DAY1, GITHUB_DAY2),
+    "statuspage, text edited": (GITHUB_DAY2, GITHUB_DAY3),
+    "incident.io, new status": (
+        "incidentio_openai_feed_trimmed.rss",
+        lambda body: body.replace(b"Status: Monitoring", b"Status: Resolved"),
+    ),
+    "per-update, new entry": ("aws_all.rss", lambda body: body.replace(b"<item>", AWS_NEW_ITEM + b"<item>", 1)),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_entries_unchanged_since_the_last_parse_are_skipped_and_no_update_is_missed(change):
+    before, after = CHANGES[change]
+    body = feed(before)
+    later = after(body) if callable(after) else feed(after)
+    last = parse_feed(body, "P", "https://example.test/feed")
+    full = parse_feed(later, "P", "https://example.test/feed")
+    partial = parse_feed(later, "P", "https://example.test/feed", unchanged=last.fingerprints)
+    updates = [u for i in full.incidents for u in i.updates]
+    assert all(u in updates for i in partial.incidents for u in i.updates)
+    assert {u.key for u in updates} - set(keys(last)) <= set(keys(partial))
+    assert 0 < len(keys(partial)) < len(updates)
+    assert partial.fingerprints == full.fingerprints and partial.entries == full.entries
+    assert parse_feed(later, "P", "https://example.test/feed", unchanged=full.fingerprints).incidents == []
+
+
+def test_an_entry_read_as_another_kind_of_feed_is_not_skipped():
+    body = feed("statuspage_github_history.rss")
+    last = parse_feed(body, "P", "https://example.test/feed", "per-update")
+    assert len(keys(parse_feed(body, "P", "https://example.test/feed", "statuspage", unchanged=last.fingerprints))) == 128
 
 
 def test_statuspage_markup_spellings_and_other_pages():
