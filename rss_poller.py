@@ -106,7 +106,7 @@ class FeedStatus:
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
-    digest: bytes | None = None  # of the last document parsed (see feed_parsers.content_digest)
+    digest: int | None = None  # of the last document parsed (see feed_parsers.content_digest)
     fingerprints: bytes = b""  # of its entries, skipped by the next parse (see feed_parsers.parse_feed)
     last_success: float | None = None  # Unix time of this run's last good poll
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
