@@ -65,6 +65,9 @@ def test_first_poll_announces_open_incidents_then_only_new_blocks(tmp_path, feed
             feeds.set("/gh.atom", GITHUB_DAY2)
             second = await rig.cycle()
             assert len(second) == 11
+            # Only the one entry that changed was read: its 3 older updates were met again,
+            # the other 24 entries' 128 updates were not handled a second time.
+            assert rig.handler.stats.duplicates_total == 3
             assert [e.occurred_at for e in second] == sorted(e.occurred_at for e in second)
             assert second[-1].status == "Resolved" and second[-1].message.startswith("This incident has been resolved")
             assert "Update" not in {e.status for e in second}
