@@ -24,6 +24,14 @@ from event_handler import Event  # noqa: E402
 from feedserver import FeedServer  # noqa: E402
 from main import Monitor  # noqa: E402
 
+# An AWS entry that aws_all.rss lacks: a new update in a per-update feed.
+AWS_NEW_ITEM = (
+    b"<item><title><![CDATA[Service impact: Increased latency]]></title>"
+    b"<link>https://status.aws.amazon.com/</link><pubDate>Tue, 18 Aug 2026 06:00:00 PDT</pubDate>"
+    b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
+    b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
+)
+
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import FIXTURES, feed
+from conftest import AWS_NEW_ITEM, FIXTURES, feed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,12 +78,6 @@ def test_statuspage_new_blocks_between_snapshots_and_postmortem_edit():
     assert open_day1[0].updates[-1].status == "Investigating"
 
 
-AWS_NEW_ITEM = (
-    b"<item><title><![CDATA[Service impact: Increased latency]]></title>"
-    b"<link>https://status.aws.amazon.com/</link><pubDate>Tue, 18 Aug 2026 06:00:00 PDT</pubDate>"
-    b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
-    b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
-)
 CHANGES = {  # a feed, and the same feed one poll later
     "statuspage, new blocks": (GITHUB_DAY1, GITHUB_DAY2),
     "statuspage, text edited": (GITHUB_DAY2, GITHUB_DAY3),

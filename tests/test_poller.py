@@ -7,7 +7,7 @@ import logging
 import re
 import time
 
-from conftest import Captured, feed, make_config
+from conftest import AWS_NEW_ITEM, Captured, feed, make_config
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
@@ -108,13 +108,7 @@ def test_incidentio_state_change_and_aws_new_entry(tmp_path, feeds):
             assert [(e.provider, e.status) for e in first] == [("OpenAI", "Monitoring")]
             feeds.set("/openai.rss", openai.replace(b"Status: Monitoring", b"Status: Resolved").replace(
                 b"Mon, 20 Oct 2025 09:43:12 GMT", b"Mon, 20 Oct 2025 10:15:00 GMT"))
-            new_item = (
-                b"<item><title><![CDATA[Service impact: Increased latency]]></title>"
-                b"<link>https://status.aws.amazon.com/</link><pubDate>Tue, 18 Aug 2026 06:00:00 PDT</pubDate>"
-                b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
-                b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
-            )
-            feeds.set("/aws.rss", aws.replace(b"<item>", new_item + b"<item>", 1))
+            feeds.set("/aws.rss", aws.replace(b"<item>", AWS_NEW_ITEM + b"<item>", 1))
             second = await rig.cycle()
             assert sorted((e.provider, e.status, e.incident_id) for e in second) == [
                 ("AWS", "Service impact", "ec2-us-east-1"),
