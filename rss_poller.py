@@ -107,7 +107,7 @@ class FeedStatus:
     failing: bool = False
     kind: str | None = None
     digest: int | None = None  # of the last document parsed (see feed_parsers.content_digest)
-    fingerprints: bytes = b""  # of its entries, skipped by the next parse (see feed_parsers.parse_feed)
+    fingerprints: bytes = b""  # of its entries at the last parse (none before one): the next skips them
     last_success: float | None = None  # Unix time of this run's last good poll
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
 
@@ -382,8 +382,7 @@ class FeedPoller:
             self.stats.unchanged_total += 1
         else:
             parsed = await asyncio.get_running_loop().run_in_executor(
-                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind,
-                status.fingerprints if status.known else b"",
+                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind, status.fingerprints
             )
             if parsed.components is not None:
                 changes = component_changes(feed.name, page_root(feed.url), status.components, parsed.components)
