@@ -1,183 +1,28 @@
-"""The normalised event model, the one place that decides what is new, and the outputs."""
+"""The one place that decides what is new: an event whose keys were seen before is a repeat,
+a stale snapshot is ignored, a filtered one is remembered silently, and every other one is
+announced to the outputs, recorded in the store and queued for notification."""
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-import orjson
-
-from seen import SeenSet, key_hash
+from status_monitor.model import RESOLVED_STATUSES, Event, Incident, OpenIncident, utcnow
+from status_monitor.outputs.stdout import Output
+from status_monitor.stats import HandlerStats
+from status_monitor.storage.seen import SeenSet, key_hash
 
 if TYPE_CHECKING:
-    from filters import EventFilter
-    from notifier import Notifier
-    from state import Store
+    from status_monitor.filters import EventFilter
+    from status_monitor.outputs.notify import Notifier
+    from status_monitor.storage import Store
 
 log = logging.getLogger("monitor.events")
 
-# Statuses after which an incident is no longer open (a component back to operational,
-# an incident.io incident declined, merged or canceled included).
-RESOLVED_STATUSES = frozenset(
-    {"resolved", "completed", "postmortem", "closed", "operational", "declined", "merged", "canceled"}
-)
 # An incident whose source never says "resolved" (AWS, Google Cloud) counts as open at
 # start-up only if its last update is this recent.
 UNSTATED_OPEN_WINDOW = timedelta(days=7)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass
-class Event:
-    """One incident update, whatever its source. `keys[0]` names the update; further keys
-    are other sources' names for the same update, so that it is announced once."""
-
-    provider: str
-    title: str
-    status: str
-    message: str
-    incident_id: str
-    url: str | None
-    source: str
-    keys: tuple[str, ...]
-    components: list[str] = field(default_factory=list)
-    event_type: str | None = None
-    impact: str | None = None  # none, minor, major or critical, where the source says
-    note: str | None = None  # why a filter let it through without looking (filters.EventFilter)
-    occurred_at: datetime | None = None
-    received_at: datetime | None = None
-    # A snapshot restates an incident's whole state (incident.io): an older one than
-    # already seen is stale, not news.
-    snapshot: bool = False
-
-    @property
-    def key(self) -> str:
-        return self.keys[0]
-
-    @property
-    def product(self) -> str | None:
-        return ", ".join(self.components) or None
-
-    def to_dict(self) -> dict:
-        return {
-            "provider": self.provider,
-            "product": self.product,
-            "components": list(self.components),
-            "title": self.title,
-            "status": self.status,
-            "message": self.message,
-            "incident_id": self.incident_id,
-            "url": self.url,
-            "source": self.source,
-            "event_type": self.event_type,
-            "impact": self.impact,
-            "note": self.note,
-            "occurred_at": utc_iso(self.occurred_at),
-            "received_at": utc_iso(self.received_at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict, keys: tuple[str, ...] = ()) -> "Event":
-        return cls(
-            provider=data["provider"],
-            title=data["title"],
-            status=data["status"],
-            message=data["message"],
-            incident_id=data["incident_id"],
-            url=data["url"],
-            source=data["source"],
-            keys=keys,
-            components=list(data.get("components") or []),
-            event_type=data.get("event_type"),
-            impact=data.get("impact"),
-            note=data.get("note"),
-            occurred_at=_parse_iso(data.get("occurred_at")),
-            received_at=_parse_iso(data.get("received_at")),
-        )
-
-
-@dataclass
-class Incident:
-    """One incident as a feed shows it now, with its updates oldest first.
-    `open` is None where the source never states that an incident ended."""
-
-    incident_id: str
-    updates: list[Event]
-    open: bool | None
-
-
-def utc_iso(value: datetime | None) -> str | None:
-    """How every time is written (output, state, JSON): ISO 8601 in UTC with `Z`."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def format_text(event: Event) -> str:
-    when = (event.occurred_at or event.received_at or utcnow()).astimezone(timezone.utc)
-    head = f"[{when:%Y-%m-%d %H:%M:%S}] Provider: {event.provider}"
-    if event.product:
-        head += f" | Product: {event.product}"
-    message = " ".join(event.message.split())
-    lines = [head, f"Status: {event.status}" + (f" - {message}" if message else "")]
-    incident = " ".join(part for part in (event.title, event.url) if part)
-    if incident:
-        lines.append(f"Incident: {incident}")
-    if event.event_type:
-        lines.append(f"Event: {event.event_type}")
-    if event.note:
-        lines.append(f"Note: {event.note}")
-    return "\n".join(lines) + "\n\n"
-
-
-def format_json(event: Event) -> str:
-    return orjson.dumps(event.to_dict()).decode() + "\n"
-
-
-class Output(Protocol):
-    def emit(self, event: Event) -> None: ...
-
-
-class StreamOutput:
-    """Writes each event to a stream (stdout) and flushes, so a pipe sees it at once."""
-
-    def __init__(self, json_lines: bool, stream: IO[str] | None = None) -> None:
-        self._format = format_json if json_lines else format_text
-        self._stream = stream
-
-    def emit(self, event: Event) -> None:
-        stream = self._stream or sys.stdout
-        stream.write(self._format(event))
-        stream.flush()
-
-
-@dataclass
-class OpenIncident:
-    latest: Event  # its newest update
-    since: datetime | None  # when its first update seen was posted
-
-
-@dataclass
-class HandlerStats:
-    by_label: Counter = field(default_factory=Counter)  # (provider, source, status) of announced events
-    events_total: int = 0
-    duplicates_total: int = 0
-    stale_total: int = 0
-    filtered_total: int = 0
-    baseline_total: int = 0
 
 
 class EventHandler:

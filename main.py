@@ -19,16 +19,17 @@ from typing import Any, Callable, Sequence
 
 import uvicorn
 
-from catalogue import DEFAULT_PROVIDERS, load_catalogue
-from config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
-from dashboard import EventStream, create_router
-from event_handler import EventHandler, Output, StreamOutput
-from filters import filters_by_provider
-from metrics import MonitorCollector, create_registry
-from notifier import Notifier, send_test
-from redact import redact_url
+from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
-from state import StateError, Store
+from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from status_monitor.filters import filters_by_provider
+from status_monitor.outputs.dashboard import EventStream, create_router, provider_cards
+from status_monitor.outputs.metrics import MonitorCollector, create_registry
+from status_monitor.outputs.notify import Notifier, send_test
+from status_monitor.outputs.stdout import Output, StreamOutput
+from status_monitor.redact import redact_url
+from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
+from status_monitor.storage import StateError, open_store
 from webhook_server import WebhookReceiver, create_app
 
 log = logging.getLogger("monitor")
@@ -69,7 +70,7 @@ async def _serve(server: uvicorn.Server) -> None:
 class Monitor:
     def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
         self.config = config
-        self.store = Store(config.state_path)
+        self.store = open_store(config.state_path)
         self.notifier = Notifier(config, self.store)
         self.handler = EventHandler(
             self.store, outputs or [StreamOutput(config.json_output)], self.notifier, filters_by_provider(config.feeds)
@@ -105,10 +106,15 @@ class Monitor:
             await poller.load()
             receiver = WebhookReceiver(config, self.handler, self.store)
             await receiver.load()
-            registry = create_registry(MonitorCollector(self.handler, poller, receiver, self.notifier))
+            handler = self.handler
+            registry = create_registry(MonitorCollector(
+                handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier
+            ))
             stream = EventStream(self.store)
-            self.handler.subscribe(stream.publish)
-            dashboard = create_router(self.handler, poller, stream)
+            handler.subscribe(stream.publish)
+            dashboard = create_router(
+                lambda: provider_cards(poller.feeds.values(), handler.providers, handler.open_incident_list()), stream
+            )
             app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
             freeze_startup_heap()
             server = _Server(

@@ -1,5 +1,5 @@
 """Scheduling and conditional fetching of feeds. Knows HTTP, not XML: bytes go to
-`feed_parsers`, the parsed incidents to the event handler, the outcome to the store."""
+the parsers (`status_monitor.sources.kinds`), the parsed incidents to the event handler, the outcome to the store."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ import email.utils
 import logging
 import random
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import httpx
-from prometheus_client import Histogram
 
-from config import Config, FeedConfig
-from event_handler import EventHandler, utc_iso
-from api_parsers import component_changes, parse_source
-from feed_parsers import FeedError, content_digest
-from http_transport import AiohttpTransport
-from redact import redact_url
-from sources import DETECT, DetectError, detect, page_root, poll_targets
-from state import FeedRecord, Store
+from event_handler import EventHandler
+from status_monitor.config import Config
+from status_monitor.model import utc_iso
+from status_monitor.redact import redact_url
+from status_monitor.sources.apis import component_changes
+from status_monitor.sources.detect import DETECT, DetectError, detect, page_root, poll_targets
+from status_monitor.sources.feeds import FeedError, content_digest
+from status_monitor.sources.kinds import parse_source
+from status_monitor.sources.transport import AiohttpTransport
+from status_monitor.stats import FeedStatus, PollerStats
+from status_monitor.storage import FeedRecord, Store
 
 log = logging.getLogger("monitor.poller")
 
@@ -56,65 +57,6 @@ class FetchResult:
     retry_after: float | None = None
 
 
-POLL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass
-class PollerStats:
-    # One count a poll, by its result: "200", "304", or an error class ("timeout",
-    # "http_503", "parse", ...). The totals /stats shows are sums of these.
-    results: Counter = field(default_factory=Counter)
-    unchanged_total: int = 0  # 200s whose entries were those already parsed
-    parsed_total: int = 0
-    latency: Histogram = field(
-        default_factory=lambda: Histogram(
-            "statusmon_poll_duration_seconds", "Time to fetch a feed (conditional GET, body included).",
-            registry=None, buckets=POLL_SECONDS_BUCKETS,
-        )
-    )
-
-    @property
-    def polls_total(self) -> int:
-        return sum(self.results.values())
-
-    @property
-    def not_modified_total(self) -> int:
-        return self.results["304"]
-
-    @property
-    def poll_errors_total(self) -> int:
-        return self.polls_total - self.results["200"] - self.results["304"]
-
-    def totals(self) -> dict[str, int]:
-        return {
-            "polls_total": self.polls_total,
-            "not_modified_total": self.not_modified_total,
-            "unchanged_total": self.unchanged_total,
-            "parsed_total": self.parsed_total,
-            "poll_errors_total": self.poll_errors_total,
-        }
-
-
-@dataclass
-class FeedStatus:
-    """A feed's health as /stats shows it; `record` is the part that is persisted."""
-
-    feed: FeedConfig
-    record: FeedRecord
-    known: bool  # polled before (now or in an earlier run): not a first poll
-    url: httpx.URL = field(init=False, repr=False)  # parsed once, not on every poll
-    last_error: str | None = None
-    failing: bool = False
-    kind: str | None = None
-    digest: int | None = None  # of the last document parsed (see feed_parsers.content_digest)
-    fingerprints: bytes = b""  # of its entries at the last parse (none before one): the next skips them
-    last_success: float | None = None  # Unix time of this run's last good poll
-    components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
-
-    def __post_init__(self) -> None:
-        self.url = httpx.URL(self.feed.url)
-
-
 class _NoCookies(httpx.Cookies):
     """Status feeds need no cookies; keeping them costs a fifth of a 304's CPU."""
 
@@ -126,7 +68,7 @@ class _NoCookies(httpx.Cookies):
 
 
 def make_client(config: Config) -> httpx.AsyncClient:
-    """One client for every poll: httpx's interface on aiohttp's pool (see http_transport)."""
+    """One client for every poll: httpx's interface on aiohttp's pool (see status_monitor.sources.transport)."""
     timeout = httpx.Timeout(config.request_timeout, connect=min(10.0, config.request_timeout))
     client = httpx.AsyncClient(
         transport=AiohttpTransport(config.concurrency, httpx.create_ssl_context(trust_env=True)),

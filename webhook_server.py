@@ -1,5 +1,5 @@
 """The HTTP side of the monitor: signed webhooks in; /health, /stats, /metrics and /events
-out; the dashboard's routes (dashboard.py) mounted beside them.
+out; the dashboard's routes (status_monitor.outputs.dashboard) mounted beside them.
 
 Each webhook is verified on its raw bytes, bounded in size, parsed, turned into events by a
 pure adapter and handed to the same event handler as the feeds, before the answer goes out:
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal, Mapping
 from urllib.parse import parse_qsl
@@ -22,12 +20,16 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from config import Config
-from dashboard import STATIC
-from event_handler import Event, EventHandler
-from notifier import Notifier
+from event_handler import EventHandler
 from rss_poller import FeedPoller
-from signatures import (
+from status_monitor.config import Config
+from status_monitor.model import Event
+from status_monitor.outputs.dashboard import STATIC
+from status_monitor.outputs.notify import Notifier
+from status_monitor.stats import WebhookStats
+from status_monitor.storage import Store
+from status_monitor.webhooks.payloads import PayloadError, Unhandled, generic_events, incidentio_events
+from status_monitor.webhooks.signatures import (
     SignatureError,
     standard_webhook_headers,
     standard_webhook_key,
@@ -35,8 +37,6 @@ from signatures import (
     verify_hub_signature,
     verify_standard_webhook,
 )
-from state import Store
-from webhook_adapters import PayloadError, Unhandled, generic_events, incidentio_events
 
 log = logging.getLogger("monitor.webhooks")
 
@@ -47,23 +47,6 @@ class Rejected(Exception):
     def __init__(self, status: int, reason: str, counter: str) -> None:
         super().__init__(reason)
         self.status, self.reason, self.counter = status, reason, counter
-
-
-@dataclass
-class WebhookStats:
-    # (endpoint, outcome, reason): outcome is accepted, duplicate, ignored or rejected, and
-    # only a rejection has a reason.
-    outcomes: Counter = field(default_factory=Counter)
-
-    def total(self, outcome: str) -> int:
-        return sum(n for (_, kind, _), n in self.outcomes.items() if kind == outcome)
-
-    def rejected(self) -> dict[str, int]:
-        reasons: Counter = Counter()
-        for (_, kind, reason), n in self.outcomes.items():
-            if kind == "rejected":
-                reasons[reason] += n
-        return dict(reasons)
 
 
 class Disconnected(Exception):

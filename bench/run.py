@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 # Steady cycles measured after each run's cold cycle: a steady figure is the median of

@@ -7,12 +7,12 @@ polling the benchmark feed server. Prints one JSON object with the figures of ea
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import asyncio
+import cProfile
 import gc
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -23,11 +23,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import Config, FeedConfig  # noqa: E402
-from event_handler import EventHandler, StreamOutput  # noqa: E402
+from event_handler import EventHandler  # noqa: E402
 from main import event_loop_factory, freeze_startup_heap, release_free_memory  # noqa: E402
 from rss_poller import FeedPoller, make_client  # noqa: E402
-from state import Store  # noqa: E402
+from status_monitor.config import Config, FeedConfig  # noqa: E402
+from status_monitor.outputs.stdout import StreamOutput  # noqa: E402
+from status_monitor.storage import open_store  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -42,7 +43,7 @@ async def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         config = replace(Config(feeds=feeds), concurrency=args.concurrency, state_path=os.path.join(folder, "state.db"),
                          request_timeout=60.0)
-        store = Store(config.state_path)
+        store = open_store(config.state_path)
         await store.open()
         with open(os.devnull, "w") as devnull:
             handler = EventHandler(store, [StreamOutput(json_lines=True, stream=devnull)])

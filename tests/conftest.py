@@ -19,10 +19,11 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from config import Config, FeedConfig  # noqa: E402
-from event_handler import Event  # noqa: E402
 from feedserver import FeedServer  # noqa: E402
+
 from main import Monitor  # noqa: E402
+from status_monitor.config import Config, FeedConfig  # noqa: E402
+from status_monitor.model import Event  # noqa: E402
 
 # An AWS entry that aws_all.rss lacks: a new update in a per-update feed.
 AWS_NEW_ITEM = (
@@ -31,6 +32,15 @@ AWS_NEW_ITEM = (
     b'<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1787058000</guid>'
     b"<description><![CDATA[We are investigating increased latency.]]></description></item>"
 )
+
+
+def sqlite_state(tmp_path: Path) -> str:
+    return str(tmp_path / "state.db")
+
+
+# Every storage backend, as a function giving a `--state` value for a fresh state: the
+# storage tests (test_storage.py) run once for each.
+STORE_BACKENDS = [pytest.param(sqlite_state, id="sqlite")]
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -174,16 +174,16 @@ def test_an_event_committed_while_a_stream_catches_up_is_sent_once(tmp_path):
     the stream subscribed but before its read of the store returns. It must come once."""
     import asyncio
 
-    from dashboard import EventStream
-    from event_handler import Event
-    from state import Store
+    from status_monitor.model import Event
+    from status_monitor.outputs.dashboard import EventStream
+    from status_monitor.storage import open_store
 
     def event(key: str) -> Event:
         return Event("P", f"Incident {key}", "Investigating", "m", key, None, "webhook", (key,),
                      received_at=datetime.now(timezone.utc))
 
     async def scenario() -> list[int]:
-        store = Store(str(tmp_path / "state.db"))
+        store = open_store(str(tmp_path / "state.db"))
         await store.open()
         stream = EventStream(store)
         await store.add_event(event("a"))

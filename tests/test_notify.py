@@ -14,9 +14,9 @@ from hookreceiver import HookReceiver
 from prometheus_client.parser import text_string_to_metric_families
 from test_state import statuspage_rss
 
-from config import NotifyRoute
-from event_handler import Event
-from notifier import describe, render, route_matches
+from status_monitor.config import NotifyRoute
+from status_monitor.model import Event
+from status_monitor.outputs.notify import describe, render, route_matches
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from conftest import AWS_NEW_ITEM, FIXTURES, feed
 from hypothesis import given
 from hypothesis import strategies as st
 
-import feed_parsers
-from feed_parsers import FeedError, parse_feed
+from status_monitor.sources import feeds as feed_parsers
+from status_monitor.sources.feeds import FeedError
+from status_monitor.sources.kinds import parse_feed
 
 GITHUB_DAY1 = "statuspage_github_history_snapshot_2026-07-09.atom"
 GITHUB_DAY2 = "statuspage_github_history_snapshot_2026-07-10.atom"

@@ -11,7 +11,7 @@ from conftest import AWS_NEW_ITEM, Captured, feed, make_config
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
-from state import Store
+from status_monitor.storage import open_store
 
 GITHUB_DAY1 = feed("statuspage_github_history_snapshot_2026-07-09.atom")
 GITHUB_DAY2 = feed("statuspage_github_history_snapshot_2026-07-10.atom")
@@ -26,7 +26,7 @@ class Rig:
         self.output = Captured()
 
     async def __aenter__(self):
-        self.store = Store(self.config.state_path)
+        self.store = open_store(self.config.state_path)
         await self.store.open()
         self.handler = EventHandler(self.store, [self.output])
         await self.handler.load()

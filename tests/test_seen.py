@@ -1,6 +1,6 @@
 """The compact set of seen keys behaves as a set of strings."""
 
-from seen import SeenSet, key_hash
+from status_monitor.storage.seen import SeenSet, key_hash
 
 
 def test_membership_across_merges():

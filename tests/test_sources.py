@@ -18,12 +18,13 @@ from conftest import RunningMonitor, feed, make_config, run_main
 from feedserver import FeedServer
 from test_state import statuspage_rss
 
-from api_parsers import component_changes, parse_source, statuspage_incident
-from catalogue import CATALOGUE_PATH, DEFAULT_PROVIDERS, CatalogueError, load_catalogue, lookup
-from config import FeedConfig
-from feed_parsers import ComponentState, FeedError, parse_feed
-from sources import advertised_feeds, api_kind, page_root, poll_targets
-from webhook_adapters import generic_events
+from status_monitor.config import FeedConfig
+from status_monitor.sources.apis import component_changes, statuspage_incident
+from status_monitor.sources.catalogue import CATALOGUE_PATH, DEFAULT_PROVIDERS, CatalogueError, load_catalogue, lookup
+from status_monitor.sources.detect import advertised_feeds, api_kind, page_root, poll_targets
+from status_monitor.sources.feeds import ComponentState, FeedError
+from status_monitor.sources.kinds import parse_feed, parse_source
+from status_monitor.webhooks.payloads import generic_events
 
 GITHUB_INCIDENTS = "statuspage_github_incidents.json"
 GITHUB_SUMMARY = "statuspage_github_summary_2026-07-24_major.json"

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from conftest import RunningMonitor, feed, free_port, make_config, run_main, start_main, wait_http
 
-from event_handler import Event
-from state import Store
+from status_monitor.model import Event
+from status_monitor.storage import open_store
 
 
 def statuspage_rss(code: str, blocks: list[tuple[datetime, str, str]]) -> bytes:
@@ -140,7 +140,7 @@ def test_retention_drops_old_events_and_delivery_ids(tmp_path):
     path = str(tmp_path / "state.db")
 
     async def scenario():
-        store = Store(path)
+        store = open_store(path)
         await store.open()
         for days, key in [(100, "old"), (1, "new")]:
             when = datetime.now(timezone.utc) - timedelta(days=days)
@@ -166,7 +166,7 @@ def test_the_log_is_checkpointed_into_the_database_file_while_writes_go_on(tmp_p
     path = tmp_path / "state.db"
 
     async def scenario():
-        store = Store(str(path))
+        store = open_store(str(path))
         await store.open()
         empty = path.stat().st_size
         for n in range(600):  # 1,800 rows: an event, its key and its delivery id each

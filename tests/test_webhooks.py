@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, RunningMonitor, feed, fixture_bytes, free_port, make_config, start_main, wait_http
 from standardwebhooks.webhooks import Webhook
 
-from signatures import SignatureError, verify_standard_webhook
+from status_monitor.webhooks.signatures import SignatureError, verify_standard_webhook
 
 SECRET = "whsec_" + base64.b64encode(b"test-secret-for-the-monitor-24b").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-rotated-secret-key").decode()

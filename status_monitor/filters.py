@@ -7,10 +7,10 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from event_handler import Event
+from status_monitor.model import Event
 
 if TYPE_CHECKING:
-    from config import FeedConfig
+    from status_monitor.config import FeedConfig
 
 IMPACT_ORDER = {"none": 0, "minor": 1, "major": 2, "critical": 3}
 

@@ -11,9 +11,10 @@ from html import unescape
 from typing import Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
-from api_parsers import as_dict
-from config import FeedConfig
-from feed_parsers import FeedError, parse_feed
+from status_monitor.config import FeedConfig
+from status_monitor.sources.apis import as_dict
+from status_monitor.sources.feeds import FeedError
+from status_monitor.sources.kinds import parse_feed
 
 DETECT = "detect"  # the kind of a page root whose source is not known yet
 API = "/api/v2"

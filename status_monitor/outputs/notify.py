@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from event_handler import RESOLVED_STATUSES, Event
-from filters import matches_any
-from state import OutboxItem
+from status_monitor.filters import matches_any
+from status_monitor.model import RESOLVED_STATUSES, Event
+from status_monitor.storage import OutboxItem
 
 if TYPE_CHECKING:
     from apprise import Apprise
 
-    from config import Config, NotifyRoute
-    from state import Store
+    from status_monitor.config import Config, NotifyRoute
+    from status_monitor.storage import Store
 
 log = logging.getLogger("monitor.notify")
 
@@ -40,19 +40,6 @@ logging.getLogger("apprise").addHandler(logging.NullHandler())
 FIRST_RETRY = 1.0  # seconds before the first retry; doubles up to MAX_RETRY_DELAY
 MAX_RETRY_DELAY = 300.0
 TEST_TITLE = "Status-page monitor: test notification"
-
-
-def notification_url_is_valid(url: str) -> bool:
-    import apprise
-
-    return apprise.Apprise.instantiate(url) is not None
-
-
-def split_urls(value: str) -> list[str]:
-    """NOTIFY_URLS: URLs separated by spaces, commas or semicolons, as Apprise's own CLI reads them."""
-    from apprise.utils.parse import parse_urls
-
-    return parse_urls(value)
 
 
 def target_id(url: str) -> str:

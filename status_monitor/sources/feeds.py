@@ -22,8 +22,7 @@ from typing import Any
 
 from lxml import etree
 
-from event_handler import Event, Incident
-
+from status_monitor.model import Event, Incident
 
 _STRICT_XML = etree.XMLParser(recover=False, resolve_entities=False, no_network=True, huge_tree=False)
 
@@ -69,36 +68,6 @@ class ParsedFeed:
     entries: int
     components: list[ComponentState] | None = None  # a page summary's, not incidents
     fingerprints: bytes = b""  # of every entry (see entry_fingerprints): the next parse's `unchanged`
-
-
-def parse_feed(
-    body: bytes, provider: str, feed_url: str, kind: str | None = None, reader: str = "auto",
-    unchanged: bytes = b"",
-) -> ParsedFeed:
-    """`reader` is "auto" (fast, falling back to feedparser), "fast" or "feedparser".
-
-    `unchanged` holds the fingerprints of the entries parsed last time: those entries are
-    skipped, since their updates were all handled then. A feed that changed by one update
-    costs one entry's parse, not 25."""
-    if not body.strip():
-        raise FeedError("empty body")
-    doc = read_document(body, reader)
-    if kind is None:
-        kind = detect_kind(doc)
-    if kind == "statuspage" and not doc.entries:
-        raise FeedError("a Statuspage feed with no entries (Statuspage feeds are never empty)")
-    fingerprints = entry_fingerprints(doc.entries, kind)
-    entries = doc.entries
-    if unchanged:
-        seen = set(array("q", unchanged))
-        entries = [entry for entry, mark in zip(entries, fingerprints) if mark not in seen]
-    if kind == "statuspage":
-        incidents = [_statuspage_incident(e, provider) for e in entries]
-    elif kind == "incidentio":
-        incidents = [_incidentio_incident(e, provider) for e in entries]
-    else:
-        incidents = _per_update_incidents(entries, provider, feed_url)
-    return ParsedFeed(kind, doc.title, incidents, len(doc.entries), fingerprints=fingerprints.tobytes())
 
 
 def entry_fingerprints(entries: list[Entry], kind: str) -> array:
@@ -364,6 +333,12 @@ def _block_time(when: str, published: datetime | None) -> tuple[str, datetime | 
     return local_time, occurred_at
 
 
+def statuspage_incidents(entries: list[Entry], provider: str, feed_url: str) -> list[Incident]:
+    """Atlassian Statuspage history feeds (FORMATS.md a1): an entry a incident, its updates
+    the `<p><small>` blocks of its content."""
+    return [_statuspage_incident(entry, provider) for entry in entries]
+
+
 def _statuspage_incident(entry: Entry, provider: str) -> Incident:
     link = entry.link
     match = _STATUSPAGE_CODE.search(link) or _STATUSPAGE_CODE.search(entry.id)
@@ -398,6 +373,11 @@ _INCIDENTIO_STATUS = re.compile(r"<b>\s*Status:\s*(?P<status>[^<]+?)\s*</b>", re
 _INCIDENTIO_COMPONENTS = re.compile(r"<b>\s*Affected components\s*</b>(?P<list>.*)", re.I | re.S)
 _LIST_ITEM = re.compile(r"<li>(.*?)</li>", re.I | re.S)
 _COMPONENT_STATE = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def incidentio_incidents(entries: list[Entry], provider: str, feed_url: str) -> list[Incident]:
+    """incident.io feeds (FORMATS.md a2): an entry an incident in its latest state."""
+    return [_incidentio_incident(entry, provider) for entry in entries]
 
 
 def _incidentio_incident(entry: Entry, provider: str) -> Incident:
@@ -462,7 +442,7 @@ def _status_from_title(title: str) -> tuple[str, str]:
     return (status or "Update").capitalize(), title.strip()
 
 
-def _per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> list[Incident]:
+def per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> list[Incident]:
     groups: dict[str, list[Event]] = {}
     for entry in entries:
         entry_id = entry.id or entry.link or digest(entry.content)

@@ -1,7 +1,7 @@
 """Pure parsing of status pages' JSON APIs (FORMATS.md A2, A4, A5): a document goes in,
 incidents come out, each update named by the API's own id (or, where it has none, by its
 time), so no update between two polls is lost. A Statuspage summary gives component states
-instead. `parse_source` is the one entry point for every kind, feeds included.
+instead. Each kind is registered in `kinds.py`.
 """
 
 from __future__ import annotations
@@ -9,35 +9,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from event_handler import Event, Incident
-from feed_parsers import (
-    ComponentState, FeedError, ParsedFeed, digest, html_to_text, parse_feed, parse_time, statuspage_update_key,
+from status_monitor.model import Event, Incident
+from status_monitor.sources.feeds import (
+    ComponentState,
+    FeedError,
+    digest,
+    html_to_text,
+    parse_time,
+    statuspage_update_key,
 )
 
-# Kinds read by this module; each names what its URL returns.
-API_KINDS = ("statuspage-api", "statuspage-components", "incidentio-api", "google-cloud-api", "slack-api")
 OPEN_STATUSES = frozenset({"investigating", "identified", "monitoring", "in_progress", "verifying", "scheduled"})
 OPERATIONAL = "operational"
 
 
-def parse_source(body: bytes, provider: str, url: str, kind: str | None, unchanged: bytes = b"") -> ParsedFeed:
-    """Any source's document: JSON API kinds here, feeds (RSS/Atom) by `feed_parsers`, which
-    skip the `unchanged` entries (see parse_feed)."""
-    if kind not in API_KINDS:
-        return parse_feed(body, provider, url, kind, unchanged=unchanged)
-    document = _json(body)
-    if kind == "statuspage-components":
-        return ParsedFeed(kind, _page_name(document), [], 0, components=summary_components(document))
-    incidents = {
-        "statuspage-api": _statuspage_incidents,
-        "incidentio-api": _incidentio_incidents,
-        "google-cloud-api": _google_cloud_incidents,
-        "slack-api": _slack_incidents,
-    }[kind](document, provider, url)
-    return ParsedFeed(kind, _page_name(document), incidents, len(incidents))
-
-
-def _json(body: bytes) -> Any:
+def read_json(body: bytes) -> Any:
     if body.lstrip()[:1] == b"<":
         raise FeedError("expected a JSON document, got markup (an HTML page?)")
     try:
@@ -46,7 +32,7 @@ def _json(body: bytes) -> Any:
         raise FeedError(f"not valid JSON: {exc}") from None
 
 
-def _page_name(document: Any) -> str:
+def page_name(document: Any) -> str:
     return as_str(as_dict(as_dict(document).get("page")).get("name"))
 
 
@@ -133,7 +119,7 @@ def statuspage_incident(provider: str, incident: dict, source: str) -> list[Even
 
 # --- Atlassian Statuspage /api/v2/incidents.json and summary.json ---
 
-def _statuspage_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+def statuspage_incidents(document: Any, provider: str, url: str) -> list[Incident]:
     return [
         Incident(incident["id"], statuspage_incident(provider, incident, "api"),
                  open=as_str(incident.get("status")) in OPEN_STATUSES)
@@ -188,7 +174,7 @@ def component_event(provider: str, page: str, component: ComponentState, previou
 
 # --- incident.io /api/v2/incidents.json: every update with its own id, no components ---
 
-def _incidentio_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+def incidentio_incidents(document: Any, provider: str, url: str) -> list[Incident]:
     incidents = []
     page = url.split("/api/", 1)[0]
     for incident in _incident_list(document):
@@ -225,7 +211,7 @@ _GOOGLE_STATUS = {
 _GOOGLE_IMPACT = {"low": "minor", "medium": "major", "high": "critical"}
 
 
-def _google_cloud_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+def google_cloud_incidents(document: Any, provider: str, url: str) -> list[Incident]:
     incidents = []
     for incident in _incident_list(document):
         incident_id = incident["id"]
@@ -253,7 +239,7 @@ def _google_cloud_incidents(document: Any, provider: str, url: str) -> list[Inci
 
 # --- Slack /api/v2.0.0/history: one note per update, oldest first, no per-note status ---
 
-def _slack_incidents(document: Any, provider: str, url: str) -> list[Incident]:
+def slack_incidents(document: Any, provider: str, url: str) -> list[Incident]:
     incidents = []
     for incident in _incident_list(document, key="history"):
         incident_id = as_str(incident["id"])

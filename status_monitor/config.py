@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
-from catalogue import CatalogueError, Provider, SourceKind, http_url, load_catalogue, lookup
-from notifier import notification_url_is_valid, split_urls
-from signatures import standard_webhook_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from status_monitor.sources.catalogue import CatalogueError, Provider, SourceKind, http_url, load_catalogue, lookup
+from status_monitor.webhooks.signatures import standard_webhook_key
 
 DEFAULT_STATE = "monitor.db"
 PUBLIC_MIN_INTERVAL = 30.0
@@ -277,6 +277,19 @@ def _check_secret(secret: str, what: str) -> None:
         standard_webhook_key(secret)
     except ValueError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+
+
+def notification_url_is_valid(url: str) -> bool:
+    import apprise
+
+    return apprise.Apprise.instantiate(url) is not None
+
+
+def split_urls(value: str) -> list[str]:
+    """NOTIFY_URLS: URLs separated by spaces, commas or semicolons, as Apprise's own CLI reads them."""
+    from apprise.utils.parse import parse_urls
+
+    return parse_urls(value)
 
 
 def _check_notify_urls(urls: tuple[str, ...], where: str) -> None:

@@ -8,20 +8,19 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable
 from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from event_handler import Event, utc_iso
-from redact import redact_url
+from status_monitor.model import Event, OpenIncident, utc_iso
+from status_monitor.redact import redact_url
 
 if TYPE_CHECKING:
-    from event_handler import EventHandler
-    from rss_poller import FeedPoller
-    from state import Store
+    from status_monitor.stats import FeedStatus
+    from status_monitor.storage import Store
 
 STATIC = Path(__file__).resolve().parent / "static"
 KEEPALIVE = 15.0  # seconds between two comments on an idle stream: proxies keep it open, dead clients show
@@ -109,9 +108,12 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}" if parts.scheme and parts.netloc else None
 
 
-def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, Any]]:
-    """One card per provider (every configured feed's, and any other that has sent events):
-    its state, open incidents, affected components, page and source health."""
+def provider_cards(
+    feeds: Iterable[FeedStatus], providers: Iterable[str], open_incidents: Iterable[OpenIncident]
+) -> list[dict[str, Any]]:
+    """One card per provider (every configured feed's, and any other of `providers`, those
+    that have sent events): its state, open incidents, affected components, page and source
+    health."""
     cards: dict[str, dict[str, Any]] = {}
 
     def card(name: str) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, 
             name.casefold(), {"name": name, "page_url": None, "incidents": [], "components": [], "sources": []}
         )
 
-    for status in poller.feeds.values():
+    for status in feeds:
         entry = card(status.feed.name)
         entry["page_url"] = entry["page_url"] or _origin(status.feed.url)
         entry["sources"].append({
@@ -134,9 +136,9 @@ def provider_cards(handler: EventHandler, poller: FeedPoller) -> list[dict[str, 
             "failing": status.failing,
             "last_error": status.last_error,
         })
-    for provider in handler.providers:
+    for provider in providers:
         card(provider)
-    for incident in handler.open_incident_list():
+    for incident in open_incidents:
         latest = incident.latest
         entry = card(latest.provider)
         entry["page_url"] = entry["page_url"] or _origin(latest.url)
@@ -169,7 +171,8 @@ def _state(card: dict[str, Any]) -> str:
     return "operational"
 
 
-def create_router(handler: EventHandler, poller: FeedPoller, stream: EventStream) -> APIRouter:
+def create_router(cards: Callable[[], list[dict[str, Any]]], stream: EventStream) -> APIRouter:
+    """The page, `/api/providers` (what `cards()` gives, see provider_cards) and the stream."""
     router = APIRouter()
 
     @router.get("/", include_in_schema=False)
@@ -178,7 +181,7 @@ def create_router(handler: EventHandler, poller: FeedPoller, stream: EventStream
 
     @router.get("/api/providers")
     async def providers() -> dict[str, Any]:
-        return {"providers": provider_cards(handler, poller)}
+        return {"providers": cards()}
 
     @router.get("/events/stream")
     async def events_stream(request: Request) -> StreamingResponse:

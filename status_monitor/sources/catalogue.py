@@ -12,13 +12,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from status_monitor.sources.kinds import API_KINDS, FEED_KINDS
+
 CATALOGUE_PATH = Path(__file__).resolve().parent / "providers.toml"
-# What `python3 main.py` monitors when the config names nothing (the original design's list).
+# What `python3 main.py` monitors when the config names nothing.
 DEFAULT_PROVIDERS = ("openai", "github", "aws", "cloudflare", "slack", "google-cloud", "anthropic")
 
-SourceKind = Literal[
-    "statuspage", "incidentio", "per-update", "statuspage-api", "incidentio-api", "google-cloud-api", "slack-api"
-]
+# Every kind a config or catalogue entry may name: those the registry (kinds.py) reads.
+SourceKind = Literal[(*FEED_KINDS, *API_KINDS)]
 
 
 class CatalogueError(Exception):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from api_parsers import as_dict, as_list, as_str, component_event, statuspage_incident
-from event_handler import Event
-from feed_parsers import ComponentState, digest, html_to_text, parse_time
+from status_monitor.model import Event
+from status_monitor.sources.apis import as_dict, as_list, as_str, component_event, statuspage_incident
+from status_monitor.sources.feeds import ComponentState, digest, html_to_text, parse_time
 
 INCIDENT_IO = "incident.io"
 INCIDENT_IO_TYPES = (

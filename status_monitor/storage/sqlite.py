@@ -1,4 +1,4 @@
-"""Durable state in one SQLite file: seen update keys, announced events, feed validators and
+"""The default `Store`: durable state in one SQLite file: seen update keys, announced events, feed validators and
 health, webhook delivery ids.
 
 Reads and bulk writes run on one worker thread. A small write (an event, a webhook's
@@ -17,21 +17,21 @@ import operator
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 import orjson
 
-from event_handler import Event, utc_iso
-from seen import SeenSet, key_hash
+from status_monitor.model import Event, utc_iso
+from status_monitor.storage.base import DELIVERY_TTL, FeedRecord, OutboxItem, StateError, StoredEvent
+from status_monitor.storage.seen import SeenSet, key_hash
 
 log = logging.getLogger("monitor.state")
 
 APPLICATION_ID = 0x53504D31  # "SPM1": marks the file as ours
 SCHEMA_VERSION = 2  # 2: the notification outbox, component states, detected sources
-DELIVERY_TTL = timedelta(hours=72)  # providers retry for 24 h with fresh timestamps
 CHECKPOINT_AFTER_ROWS = 1000  # rows written between two WAL checkpoints (about 2,000 pages)
 
 _SCHEMA = """
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     received_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
-    target TEXT NOT NULL,  -- notifier.target_id() of a notification URL
+    target TEXT NOT NULL,  -- outputs.notify.target_id() of a notification URL
     event_key TEXT NOT NULL,
     title TEXT NOT NULL,
     body TEXT NOT NULL,
@@ -89,49 +89,14 @@ CREATE TABLE IF NOT EXISTS sources (
 T = TypeVar("T")
 
 
-class StateError(Exception):
-    """The state file cannot be used; start-up stops with this message."""
-
-
-@dataclass
-class FeedRecord:
-    """What a feed's next poll needs to know, kept across restarts."""
-
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    last_status: int | None = None
-    last_polled_at: str | None = None
-    consecutive_errors: int = 0
-    backoff_until: float | None = None
-    entries: int = 0
-    gone: bool = False
-
-
-@dataclass
-class OutboxItem:
-    """A notification not yet delivered: written with its event, deleted once sent or given up."""
-
-    target: str
-    event_key: str
-    title: str
-    body: str
-    kind: str
-    created_at: float
-
-
-@dataclass
-class StoredEvent:
-    id: int  # its row in the events table: ascending, so a stream resumes after it
-    event: Event
-
-
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 _feed_row = operator.attrgetter(*_FEED_COLUMNS)
 _SAVE_FEED = f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) VALUES ({', '.join('?' * len(_FEED_COLUMNS))})"
 
 
-class Store:
+class SQLiteStore:
+    """The `Store` on one SQLite file (see the module's docstring); ":memory:" keeps nothing."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
@@ -214,7 +179,7 @@ class Store:
 
     @property
     def db(self) -> sqlite3.Connection:
-        assert self._db is not None, "Store.open() first"
+        assert self._db is not None, "SQLiteStore.open() first"
         return self._db
 
     # --- seen keys and events ---

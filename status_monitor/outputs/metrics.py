@@ -4,16 +4,14 @@ nothing is counted twice and nothing is paid on the hot path but a dict incremen
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from event_handler import EventHandler
-    from notifier import Notifier
-    from rss_poller import FeedPoller, FeedStatus
-    from webhook_server import WebhookReceiver
+    from status_monitor.outputs.notify import Notifier
+    from status_monitor.stats import FeedStatus, HandlerStats, PollerStats, WebhookStats
 
 # Label values come from providers' payloads too: past this many label sets a metric folds
 # the rest into "other", so a flood of odd statuses cannot grow the scrape without bound.
@@ -29,30 +27,40 @@ def bounded(counts: Counter, limit: int = MAX_LABEL_SETS) -> Counter:
 
 
 class MonitorCollector:
+    """Reads, at each scrape, the counters the handler, the poller, the webhook receiver and
+    the notifier keep; `open_incidents()` gives provider -> incidents open now."""
+
     def __init__(
-        self, handler: EventHandler, poller: FeedPoller, receiver: WebhookReceiver, notifier: Notifier
+        self,
+        events: HandlerStats,
+        open_incidents: Callable[[], Mapping[str, int]],
+        polls: PollerStats,
+        feeds: Mapping[str, FeedStatus],
+        webhooks: WebhookStats,
+        notifier: Notifier,
     ) -> None:
-        self._handler, self._poller, self._receiver, self._notifier = handler, poller, receiver, notifier
+        self._events, self._open_incidents, self._polls, self._feeds = events, open_incidents, polls, feeds
+        self._webhooks, self._notifier = webhooks, notifier
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
             "statusmon_events", "New incident updates announced.", labels=["provider", "source", "status"]
         )
-        for (provider, source, status), value in bounded(self._handler.stats.by_label).items():
+        for (provider, source, status), value in bounded(self._events.by_label).items():
             events.add_metric([provider, source, status.lower()], value)
         yield events
 
         polls = CounterMetricFamily("statusmon_polls", "Feed polls by result: 200, 304 or an error class.", labels=["result"])
-        for result, value in self._poller.stats.results.items():  # bounded: HTTP codes and a few classes
+        for result, value in self._polls.results.items():  # bounded: HTTP codes and a few classes
             polls.add_metric([result], value)
         yield polls
-        yield from self._poller.stats.latency.collect()
+        yield from self._polls.latency.collect()
 
         webhooks = CounterMetricFamily(
             "statusmon_webhooks", "Webhook deliveries by endpoint and outcome; rejections by reason.",
             labels=["endpoint", "outcome", "reason"],
         )
-        for labels, value in self._receiver.stats.outcomes.items():
+        for labels, value in self._webhooks.outcomes.items():
             webhooks.add_metric(list(labels), value)
         yield webhooks
 
@@ -72,7 +80,7 @@ class MonitorCollector:
             "statusmon_feed_last_success_timestamp_seconds", "Unix time of each feed's last good poll in this run.",
             labels=["feed"],
         )
-        for name, status in _unique_names(self._poller.feeds.values()):
+        for name, status in _unique_names(self._feeds.values()):
             errors.add_metric([name], status.record.consecutive_errors)
             if status.last_success is not None:
                 success.add_metric([name], status.last_success)
@@ -80,7 +88,7 @@ class MonitorCollector:
         yield success
 
         incidents = GaugeMetricFamily("statusmon_open_incidents", "Incidents open now, by provider.", labels=["provider"])
-        for (provider,), value in bounded(Counter({(k,): v for k, v in self._handler.open_incidents.items()})).items():
+        for (provider,), value in bounded(Counter({(k,): v for k, v in self._open_incidents().items()})).items():
             incidents.add_metric([provider], value)
         yield incidents
 

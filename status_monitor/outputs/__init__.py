@@ -1,0 +1,1 @@
+"""Where events go: stdout, notifications, Prometheus metrics and the dashboard."""

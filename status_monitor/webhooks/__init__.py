@@ -1,0 +1,1 @@
+"""Webhook payloads (incident.io, Statuspage, generic) and their signature schemes."""
