@@ -27,7 +27,7 @@ from status_monitor.model import Event
 from status_monitor.outputs.dashboard import STATIC
 from status_monitor.outputs.notify import Notifier
 from status_monitor.stats import WebhookStats
-from status_monitor.storage import Store
+from status_monitor.storage import Store, StoreUnavailable
 from status_monitor.webhooks.payloads import PayloadError, Unhandled, generic_events, incidentio_events
 from status_monitor.webhooks.signatures import (
     SignatureError,
@@ -83,6 +83,8 @@ class WebhookReceiver:
             payload = _parse_json(body)
             key = f"incident-io:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: incidentio_events(payload, delivery_id or ""))
+        except StoreUnavailable as exc:
+            return self._unavailable("incident-io", exc)
         except Rejected as exc:
             return self._reject("incident-io", exc)
         except PayloadError as exc:
@@ -100,6 +102,8 @@ class WebhookReceiver:
             payload = _parse_json(body)
             key = f"generic:{provider}:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: generic_events(provider, payload))
+        except StoreUnavailable as exc:
+            return self._unavailable("generic", exc)
         except Rejected as exc:
             return self._reject("generic", exc, provider if exc.counter != "bad_provider" else None)
         except PayloadError as exc:
@@ -151,6 +155,9 @@ class WebhookReceiver:
         """Replay check, adapter, handler; returns the JSON answer (2xx)."""
         if delivery_id is not None and delivery_id in self._deliveries:
             return {"status": "duplicate"}
+        if delivery_id is not None and self._store.shared and await self._store.has_delivery(delivery_id):
+            self._deliveries.add(delivery_id)  # recorded by another replica
+            return {"status": "duplicate"}
         try:
             events = build()
         except Unhandled as exc:
@@ -169,6 +176,13 @@ class WebhookReceiver:
     def _answer(self, endpoint: str, answer: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.stats.outcomes[endpoint, answer["status"], ""] += 1
         return 200, answer
+
+    def _unavailable(self, endpoint: str, exc: StoreUnavailable) -> tuple[int, dict[str, Any]]:
+        """503: nothing was recorded, and the provider's retry will be accepted once the
+        database is back."""
+        log.warning("webhook %s refused with 503: %s", endpoint, exc)
+        self.stats.outcomes[endpoint, "rejected", "unavailable"] += 1
+        return 503, {"error": "state database unavailable; retry later"}
 
     def _reject(self, endpoint: str, exc: Rejected, provider: str | None = None) -> tuple[int, dict[str, Any]]:
         self.stats.outcomes[endpoint, "rejected", exc.counter] += 1
@@ -284,15 +298,19 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """200 while the process runs; "degraded" while any source is failing."""
+    async def health() -> Response:
+        """200 while the process runs and its state is reachable, 503 while the state is not;
+        "degraded" while any source is failing or the state is unreachable (the body says which)."""
         failing = len(poller.failing)
-        return {
-            "status": "degraded" if failing else "ok",
+        state = await store.health()
+        answer = {
+            "status": "degraded" if failing or not state["ok"] else "ok",
             "uptime_seconds": round(time.monotonic() - started, 3),
             "sources": len(poller.feeds),
             "failing_sources": failing,
+            "state": state,
         }
+        return Response(orjson.dumps(answer), status_code=200 if state["ok"] else 503, media_type="application/json")
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -311,6 +329,7 @@ def create_app(
             "webhooks_duplicate_total": w.total("duplicate"),
             "webhooks_ignored_total": w.total("ignored"),
             "open_incidents": handler.open_incidents,
+            "fleet": store.fleet if store.shared else {"replica_id": None, "replicas": 1, "feeds_held": len(poller.feeds)},
             "notifications": {
                 "sent_total": sum(t["sent_total"] for t in targets),
                 "failed_total": sum(t["failed_total"] for t in targets),

@@ -358,6 +358,8 @@ def build_config(
             secrets[name.removeprefix("WEBHOOK_SECRET_")] = value
     if env.get("INCIDENT_IO_WEBHOOK_SECRET"):
         problems += _secret_problems(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
+    if env.get("MONITOR_STATE"):
+        config = replace(config, state_path=env["MONITOR_STATE"])
     env_urls = tuple(split_urls(env.get("NOTIFY_URLS", "")))
     problems += _notify_url_problems(env_urls, "environment variable NOTIFY_URLS")
     config = replace(
