@@ -380,8 +380,9 @@ def build_config(
 
 
 def _beside(file_path: str, state: str) -> str:
-    """A relative state path in a config file means beside that file, wherever one runs from."""
-    if state == ":memory:":
+    """A relative state path in a config file means beside that file, wherever one runs from;
+    ":memory:" and a database URL (`scheme://...`) are kept as they are."""
+    if state == ":memory:" or "://" in state:
         return state
     path = Path(state).expanduser()
     return str(path if path.is_absolute() else Path(file_path).resolve().parent / path)
