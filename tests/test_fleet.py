@@ -65,6 +65,13 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
 
+        def printed() -> list[str]:
+            return [json.loads(line)["message"] for reader in readers for line in list(reader.lines)]
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not expected <= set(printed()):  # every feed's first poll made
+            time.sleep(0.1)
+
         def provider() -> None:
             for step in range(1, STEPS + 1):
                 code = codes[step % len(codes)]
@@ -91,9 +98,6 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
         sender.start()
         sender.join(240)
         assert not sender.is_alive(), "the provider could not deliver every webhook"
-
-        def printed() -> list[str]:
-            return [json.loads(line)["message"] for reader in readers for line in list(reader.lines)]
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (expected <= set(printed()) and notified <= set(notifications(hook))):
