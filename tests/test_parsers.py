@@ -228,3 +228,45 @@ def test_html_to_text_shortcut_matches_the_line_by_line_rule(text):
         assert cleaned == " ".join(text.split())
     else:
         assert cleaned == "\n".join(line for line in (" ".join(part.split()) for part in text.splitlines()) if line)
+
+
+def _laughs(levels: int = 10) -> str:
+    declarations = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, levels)
+    )
+    return f"<!DOCTYPE rss [{declarations}]>", f"&lol{levels - 1};"
+
+
+def _item_feed(doctype: str, text: str, root: str = "rss") -> bytes:
+    if root == "feed":
+        return (f'<?xml version="1.0"?>{doctype}<feed xmlns="http://www.w3.org/2005/Atom"><title>{text}</title>'
+                f"<entry><id>1</id><title>{text}</title><updated>2026-01-01T00:00:00Z</updated></entry></feed>").encode()
+    return (f'<?xml version="1.0"?>{doctype}<rss version="2.0"><channel><title>T</title><item><title>{text}</title>'
+            f"<guid>1</guid><description>{text}</description></item></channel></rss>").encode()
+
+
+ENTITY_ATTACKS = {
+    "billion laughs": _item_feed(*_laughs()),
+    "billion laughs, Atom": _item_feed(*_laughs(), root="feed"),
+    "quadratic blowup": _item_feed(f'<!DOCTYPE rss [<!ENTITY a "{"A" * 50_000}">]>', "&a;" * 50_000),
+    "external file": _item_feed('<!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>', "&x;"),
+    "external URL": _item_feed('<!DOCTYPE rss [<!ENTITY x SYSTEM "http://127.0.0.1:9/x">]>', "&x;"),
+    "parameter entity": _item_feed('<!DOCTYPE rss [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]>', "x"),
+    "not an RSS root": f'<?xml version="1.0"?>{_laughs()[0]}<lolz>{_laughs()[1]}</lolz>'.encode(),
+}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("attack", ENTITY_ATTACKS)
+def test_entity_declarations_are_refused_by_both_readers_in_any_encoding(attack, encoding):
+    body = ENTITY_ATTACKS[attack]
+    if encoding != "utf-8":
+        body = body.decode().replace('<?xml version="1.0"?>', f'<?xml version="1.0" encoding="{encoding}"?>').encode(encoding)
+    with pytest.raises(FeedError, match="^XML entity expansion refused"):
+        parse_feed(body, "P", "u")
+
+
+def test_a_doctype_without_entities_is_still_read():
+    netscape = b'<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd">'
+    body = _item_feed(netscape.decode(), "Elevated errors &amp; latency")
+    assert [u.title for i in parse_feed(body, "P", "u").incidents for u in i.updates] == ["Elevated errors & latency"]
