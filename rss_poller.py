@@ -8,6 +8,7 @@ import email.utils
 import logging
 import random
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +18,10 @@ import httpx
 from event_handler import EventHandler
 from status_monitor.config import Config
 from status_monitor.model import utc_iso
-from status_monitor.redact import redact_url
+from status_monitor.reasons import plain_reason
+from status_monitor.redact import redact_url, remember_url_secrets, scrub
 from status_monitor.sources.apis import component_changes
+from status_monitor.sources.bodies import ACCEPT_ENCODING, BodyBudget, BodyError, Decoder, Lease, describe_size
 from status_monitor.sources.detect import DETECT, DetectError, detect, page_root, poll_targets
 from status_monitor.sources.feeds import FeedError, content_digest
 from status_monitor.sources.kinds import parse_source
@@ -57,6 +60,11 @@ class FetchResult:
     retry_after: float | None = None
 
 
+def host_of(url: httpx.URL) -> str:
+    """The key of per-host limits: host and port, as a server is shared."""
+    return url.netloc.decode("ascii")
+
+
 class _NoCookies(httpx.Cookies):
     """Status feeds need no cookies; keeping them costs a fifth of a 304's CPU."""
 
@@ -68,14 +76,19 @@ class _NoCookies(httpx.Cookies):
 
 
 def make_client(config: Config) -> httpx.AsyncClient:
-    """One client for every poll: httpx's interface on aiohttp's pool (see status_monitor.sources.transport)."""
+    """One client for every poll: httpx's interface on aiohttp's pool (see
+    status_monitor.sources.transport), at most `concurrency` connections,
+    `per_host_connections` to one host. Bodies are read raw and decoded by `fetch`."""
     timeout = httpx.Timeout(config.request_timeout, connect=min(10.0, config.request_timeout))
+    transport = AiohttpTransport(
+        config.concurrency, httpx.create_ssl_context(trust_env=True), config.per_host_connections
+    )
     client = httpx.AsyncClient(
-        transport=AiohttpTransport(config.concurrency, httpx.create_ssl_context(trust_env=True)),
+        transport=transport,
         timeout=timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
     )
     client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
     return client
@@ -110,8 +123,13 @@ def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecor
     return httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions={"timeout": client.timeout.as_dict()})
 
 
-async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float) -> FetchResult:
-    """One request, bounded in total time and body size (after decompression)."""
+async def fetch(
+    client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float, lease: Lease
+) -> FetchResult:
+    """One request, bounded in total time (`deadline`, seconds) and body size (`max_bytes`,
+    decoded, stacked codings included: see sources.bodies); the body's memory is held under
+    `lease`. Raises FetchError with a plain reason that names no URL."""
+    host = request.url.host
     try:
         async with asyncio.timeout(deadline):
             response = await client.send(request, stream=True)
@@ -127,25 +145,27 @@ async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: in
                     return result
                 declared = headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit", "too_large")
+                    raise BodyError(
+                        f"body of {describe_size(int(declared))} announced, larger than {describe_size(max_bytes)}",
+                        "too_large",
+                    )
+                decoder = Decoder(headers.get("content-encoding", ""), max_bytes)
                 chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchError(f"body exceeds the {max_bytes}-byte limit", "too_large")
-                    chunks.append(chunk)
+                async for piece in decoder.decode(response.aiter_raw(), lease):
+                    size += len(piece)
+                    await lease.hold(size)
+                    chunks.append(piece)
                 result.body = b"".join(chunks)
                 return result
             finally:
                 await response.aclose()
+    except BodyError as exc:
+        raise FetchError(str(exc), exc.kind) from None
     except TimeoutError:
         raise FetchError(f"no complete answer within {deadline:g} s", "timeout") from None
-    except httpx.TooManyRedirects:
-        raise FetchError(f"more than {MAX_REDIRECTS} redirects", "redirects") from None
-    except httpx.TimeoutException:
-        raise FetchError("timed out", "timeout") from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": "), "connection") from None
+        reason, kind = plain_reason(exc, host)
+        raise FetchError(reason, kind) from None
 
 
 class FeedPoller:
@@ -161,6 +181,9 @@ class FeedPoller:
         self._store = store
         self._client = client
         self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_pause: dict[str, float] = {}  # host -> Unix time its Retry-After ends
+        self._budget = BodyBudget(config.body_budget_bytes, config.max_body_bytes)
         # One thread: parsing holds the GIL anyway, and every extra thread is another malloc arena.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._stop = asyncio.Event()
@@ -175,6 +198,7 @@ class FeedPoller:
         components = await self._store.load_components()
         remembered = await self._store.load_sources()
         for feed in (target for source in self._config.feeds for target in poll_targets(source, remembered)):
+            remember_url_secrets(feed.url)
             record = records.get(feed.url)
             status = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
             status.components = components.get(feed.url, {})
@@ -183,15 +207,40 @@ class FeedPoller:
     async def poll_all(self) -> None:
         """Polls every feed once, concurrently (for --once): `concurrency` workers share the
         list, rather than one task a feed queueing on the semaphore (costly at 10,000). A
-        page whose source was detected in a round has its new feeds polled in the next."""
+        worker takes a feed of the next host below its `per_host_connections`, so a slow
+        host's feeds never hold every worker. A page whose source was detected in a round
+        has its new feeds polled in the next."""
         polled: set[str] = set()
         while batch := [s for url, s in self.feeds.items() if url not in polled and not s.record.gone]:
             polled.update(status.feed.url for status in batch)
-            pending = iter(batch)
+            waiting: dict[str, deque[FeedStatus]] = {}
+            for status in batch:
+                waiting.setdefault(host_of(status.url), deque()).append(status)
+            ready = deque(waiting)  # hosts with feeds waiting and a connection to spare
+            busy: Counter = Counter()
+            freed = asyncio.Event()
+            cap = self._config.per_host_connections
 
             async def worker() -> None:
-                for status in pending:
-                    await self.poll(status)
+                while waiting:
+                    if not ready:
+                        freed.clear()
+                        await freed.wait()
+                        continue
+                    host = ready.popleft()
+                    status = waiting[host].popleft()
+                    busy[host] += 1
+                    if not waiting[host]:
+                        del waiting[host]
+                    elif busy[host] < cap:
+                        ready.append(host)
+                    try:
+                        await self.poll(status)
+                    finally:
+                        busy[host] -= 1
+                        if host in waiting and busy[host] == cap - 1:  # it was at its cap
+                            ready.append(host)
+                        freed.set()
 
             await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
 
@@ -230,6 +279,10 @@ class FeedPoller:
         task.add_done_callback(self._in_flight.discard)
 
     async def _poll_then_schedule(self, status: FeedStatus) -> None:
+        pause = self._host_pause.get(host_of(status.url), 0.0) - time.time()
+        if pause > 0:  # its host asked for a pause (Retry-After): poll when it ends
+            self._schedule(status, pause * random.uniform(1.0, 1.1))
+            return
         await self.poll(status)
         if self.feeds.get(status.feed.url) is status:  # not replaced by what detection found
             self._schedule(status, self._next_delay(status, self._config.feed_interval(status.feed)))
@@ -243,24 +296,37 @@ class FeedPoller:
             return min(base, max(interval, 1800.0)) * random.uniform(1.0, 1.2)
         return interval * random.uniform(0.9, 1.1)
 
+    def _host_slot(self, host: str) -> asyncio.Semaphore:
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self._config.per_host_connections)
+        return slot
+
     async def poll(self, status: FeedStatus) -> None:
+        """One poll of one feed, under its host's limit, then the global one (so a slow
+        host's waiting polls hold no global slot), with its body's share of the budget."""
         feed, record = status.feed, status.record
-        silent: list[int] = []
-        if feed.kind == DETECT:
-            async with self._semaphore:
-                await self._detect(status)
+        host = host_of(status.url)
+        pause = self._host_pause.get(host, 0.0) - time.time()
+        if pause > 0:
+            status.last_error = f"not polled: {status.url.host} asked for a pause (Retry-After), {pause:.0f} s more"
             return
-        async with self._semaphore:
+        silent: list[int] = []
+        async with self._host_slot(host), self._semaphore, self._budget.lease() as lease:
+            if feed.kind == DETECT:
+                await self._detect(status, lease)
+                return
             started = time.perf_counter()
+            sent_validators = bool(record.etag or record.last_modified)
             try:
                 try:
                     result = await fetch(
                         self._client, conditional_get(self._client, status.url, record),
-                        self._config.max_body_bytes, self._config.request_timeout * 1.5,
+                        self._config.max_body_bytes, self._config.request_timeout * 1.5, lease,
                     )
                 finally:
                     self.stats.latency.observe(time.perf_counter() - started)
-                silent = await self._process(status, result)
+                silent = await self._process(status, result, sent_validators)
             except FetchError as exc:
                 self._failed(status, str(exc), None, exc.kind)
             except FeedError as exc:
@@ -271,14 +337,14 @@ class FeedPoller:
         record.last_polled_at = utc_iso(datetime.now(timezone.utc))
         await self._store.save_feed(record, silent)
 
-    async def _detect(self, status: FeedStatus) -> None:
+    async def _detect(self, status: FeedStatus, lease: Lease) -> None:
         """Finds what a page root offers; its feeds then replace it and are polled at once.
         A failure counts as a poll error, so detection is retried with the usual backoff."""
         deadline = self._config.request_timeout * 1.5
 
         async def get(url: str) -> tuple[int, bytes]:
             request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
-            result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
+            result = await fetch(self._client, request, self._config.max_body_bytes, deadline, lease)
             return result.status, result.body
 
         page = status.feed.url
@@ -295,13 +361,18 @@ class FeedPoller:
         )
         del self.feeds[page]
         for target in targets:
+            remember_url_secrets(target.url)
             self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)
             if self._running:
                 self._schedule(new, 0)
 
-    async def _process(self, status: FeedStatus, result: FetchResult) -> list[int]:
+    async def _process(self, status: FeedStatus, result: FetchResult, sent_validators: bool) -> list[int]:
         feed, record = status.feed, status.record
         record.last_status = result.status
+        if result.status == 304 and not sent_validators:
+            reason = "answered 304 Not Modified to a request that sent no validators (a misbehaving cache?)"
+            self._failed(status, reason, 304, "http_304_unasked")
+            return []
         if result.status == 304:
             self.stats.results["304"] += 1
             self._succeeded(status)
@@ -316,6 +387,12 @@ class FeedPoller:
             if result.status in (429, 503) and result.retry_after is not None:
                 record.backoff_until = time.time() + result.retry_after
                 reason += f", retrying after {result.retry_after:g} s"
+            if result.status == 429 and result.retry_after is not None:
+                # A rate limit is the client's, not the feed's (RFC 6585 section 4): the
+                # whole host waits. A 503 names one resource unavailable: that feed waits.
+                host = host_of(status.url)
+                self._host_pause[host] = max(self._host_pause.get(host, 0.0), record.backoff_until)
+                reason += f" (every feed of {status.url.host})"
             self._failed(status, reason, result.status, f"http_{result.status}")
             return []
         digest = content_digest(result.body)
@@ -357,7 +434,7 @@ class FeedPoller:
         record = status.record
         record.last_status = http_status
         record.consecutive_errors += 1
-        status.last_error = reason
+        status.last_error = scrub(reason)
         self.stats.results[kind] += 1
         log.debug("feed %s: %s", status.feed.name, reason)
         if record.consecutive_errors >= FAILING_AFTER and not status.failing:

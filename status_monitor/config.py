@@ -59,8 +59,10 @@ class Config:
     state_path: str = DEFAULT_STATE
     retention_days: int = 90
     concurrency: int = 100
+    per_host_connections: int = 6  # polls (and connections) at once to one host, as browsers do
     request_timeout: float = 20.0
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # one body's cap, decoded
+    body_budget_bytes: int = 32 * 1024 * 1024  # large bodies in flight together (see sources.bodies.BodyBudget)
     require_signatures: bool = False
     incident_io_secret: str | None = field(default=None, repr=False)
     webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -146,6 +148,7 @@ class _ConfigFile(_Strict):
     state: Optional[str] = None
     retention_days: Optional[int] = Field(default=None, ge=1)
     concurrency: Optional[int] = Field(default=None, ge=1, le=10000)
+    per_host_connections: Optional[int] = Field(default=None, ge=1, le=1000)
     request_timeout: Optional[float] = None
     server: _ServerFile = _ServerFile()
     webhooks: _WebhooksFile = _WebhooksFile()
@@ -228,6 +231,7 @@ def build_config(
             state_path=data.state or config.state_path,
             retention_days=data.retention_days or config.retention_days,
             concurrency=data.concurrency or config.concurrency,
+            per_host_connections=data.per_host_connections or config.per_host_connections,
             request_timeout=data.request_timeout or config.request_timeout,
             incident_io_secret=data.webhooks.incident_io_secret,
             webhook_secrets=secrets,
