@@ -27,7 +27,7 @@ from status_monitor.outputs.dashboard import EventStream, create_router, provide
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.redact import redact_url
+from status_monitor.redact import redact_url, remember_secret, remember_url_secrets, scrub_every_log_handler
 from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
 from status_monitor.storage import StateError, open_store
 from webhook_server import WebhookReceiver, create_app
@@ -67,9 +67,23 @@ async def _serve(server: uvicorn.Server) -> None:
         raise ServeError(f"cannot serve HTTP on {server.config.host}:{server.config.port}") from None
 
 
+def remember_config_secrets(config: Config) -> None:
+    """Every secret of the config, for `redact.scrub`: feed URLs' credentials and tokens,
+    webhook secrets, notification URLs."""
+    for feed in config.feeds:
+        remember_url_secrets(feed.url)
+    for secret in (config.incident_io_secret, *config.webhook_secrets.values()):
+        remember_secret(secret)
+    for route in config.notify:
+        for url in route.urls:
+            remember_secret(url)
+            remember_url_secrets(url)
+
+
 class Monitor:
     def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
         self.config = config
+        remember_config_secrets(config)
         self.store = open_store(config.state_path)
         self.notifier = Notifier(config, self.store)
         self.handler = EventHandler(
@@ -130,6 +144,7 @@ class Monitor:
                     server_header=False,
                 )
             )
+            scrub_every_log_handler()  # uvicorn has set up its loggers' own handlers
             serving = asyncio.create_task(_serve(server))
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)
@@ -292,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    scrub_every_log_handler()
     if config.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
