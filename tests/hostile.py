@@ -48,6 +48,25 @@ def bombs() -> dict[str, tuple[bytes, str]]:
     return _BOMBS
 
 
+# What the poller says of each kind, with the default 5-MiB cap and a 2-s request timeout
+# (a poll's deadline is 1.5 times that).
+REASONS = {
+    "gzip-bomb": "gzip body larger than 5 MiB when decompressed",
+    "deflate-bomb": "deflate body larger than 5 MiB when decompressed",
+    "br-bomb": "brotli body larger than 5 MiB when decompressed",
+    "gzip-gzip-bomb": "gzip body larger than 5 MiB when decompressed",
+    "endless": "body larger than 5 MiB",
+    "drip": "no complete answer within 3 s",
+    "redirect-loop": "too many redirects (a redirect loop?)",
+    "laughs": "XML entity expansion refused (the document declares entities)",
+    "quadratic": "XML entity expansion refused (the document declares entities)",
+    "huge-length": "body of 4 GiB announced, larger than 5 MiB",
+    "malformed": "malformed HTTP response from 127.0.0.1",
+    "not-compressed": "body not compressed as declared (not valid gzip)",
+    "304": "answered 304 Not Modified to a request that sent no validators (a misbehaving cache?)",
+}
+
+
 def laughs() -> bytes:
     entities = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
     return (f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]><rss version="2.0"><channel><title>&lol9;</title>'

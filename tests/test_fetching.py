@@ -17,7 +17,7 @@ import pytest
 import trustme
 from conftest import RunningMonitor, feed, make_config
 from feedserver import FeedServer
-from hostile import HostileServer, bombs
+from hostile import REASONS, HostileServer, bombs
 from test_poller import Rig, run
 
 from status_monitor.redact import ScrubFilter
@@ -108,25 +108,8 @@ def test_a_body_not_compressed_as_declared_is_refused_with_a_plain_reason(encodi
     assert str(error.value) == reason
 
 
-HOSTILE_REASONS = {
-    "gzip-bomb": "gzip body larger than 5 MiB when decompressed",
-    "deflate-bomb": "deflate body larger than 5 MiB when decompressed",
-    "br-bomb": "brotli body larger than 5 MiB when decompressed",
-    "gzip-gzip-bomb": "gzip body larger than 5 MiB when decompressed",
-    "endless": "body larger than 5 MiB",
-    "drip": "no complete answer within 3 s",
-    "redirect-loop": "too many redirects (a redirect loop?)",
-    "laughs": "XML entity expansion refused (the document declares entities)",
-    "quadratic": "XML entity expansion refused (the document declares entities)",
-    "huge-length": "body of 4 GiB announced, larger than 5 MiB",
-    "malformed": "malformed HTTP response from 127.0.0.1",
-    "not-compressed": "body not compressed as declared (not valid gzip)",
-    "304": "answered 304 Not Modified to a request that sent no validators (a misbehaving cache?)",
-}
-
-
 def test_each_hostile_server_is_an_error_for_its_feed_with_a_plain_reason(tmp_path, hostile):
-    ports = {kind: hostile.add(kind, body=DOC) for kind in HOSTILE_REASONS}
+    ports = {kind: hostile.add(kind, body=DOC) for kind in REASONS}
     good = hostile.add("feed", body=DOC)
     urls = {kind: hostile.url(port) for kind, port in ports.items()}
     config = make_config(tmp_path, [*urls.items(), ("good", hostile.url(good))], request_timeout=2.0)
@@ -136,7 +119,7 @@ def test_each_hostile_server_is_an_error_for_its_feed_with_a_plain_reason(tmp_pa
             events = await rig.cycle()
             assert {e.provider for e in events} == {"good"}
             reasons = {kind: rig.status(url).last_error for kind, url in urls.items()}
-            assert reasons == HOSTILE_REASONS
+            assert reasons == REASONS
             assert rig.poller.stats.results["internal"] == 0
 
     run(scenario())

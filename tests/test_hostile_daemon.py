@@ -13,24 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import feed, free_port, start_main, wait_http
-from hostile import HostileServer
+from hostile import REASONS, HostileServer
 
 GOOD_DAY1 = feed("statuspage_github_history_snapshot_2026-07-09.atom")
 GOOD_DAY2 = feed("statuspage_github_history_snapshot_2026-07-10.atom")
 TOKEN = "hostileTOKENabc123"
 EACH = 20
-REASONS = {
-    "gzip-bomb": "gzip body larger than 5 MiB when decompressed",
-    "br-bomb": "brotli body larger than 5 MiB when decompressed",
-    "gzip-gzip-bomb": "gzip body larger than 5 MiB when decompressed",
-    "endless": "body larger than 5 MiB",
-    "drip": "no complete answer within 3 s",
-    "redirect-loop": "too many redirects (a redirect loop?)",
-    "laughs": "XML entity expansion refused (the document declares entities)",
-    "quadratic": "XML entity expansion refused (the document declares entities)",
-    "huge-length": "body of 4 GiB announced, larger than 5 MiB",
-    "not-compressed": "body not compressed as declared (not valid gzip)",
-}
+KINDS = ("gzip-bomb", "br-bomb", "gzip-gzip-bomb", "endless", "drip", "redirect-loop", "laughs", "quadratic",
+         "huge-length", "not-compressed")
 INTERVAL = 1.0  # the hostile feeds'
 GOOD_INTERVAL = 2.0
 SLACK = 1.5  # seconds a poll may start late: bombs are inflated to the cap, on 2 shared cores
@@ -76,7 +66,7 @@ def hostile():
 
 def test_daemon_stays_bounded_and_responsive_among_hostile_servers(tmp_path, hostile):
     good = hostile.add("feed", body=GOOD_DAY1)
-    ports = {kind: [hostile.add(kind, body=GOOD_DAY1) for _ in range(EACH)] for kind in REASONS}
+    ports = {kind: [hostile.add(kind, body=GOOD_DAY1) for _ in range(EACH)] for kind in KINDS}
     feeds = [(f"{kind} {i}", hostile.url(port, f"/feed.rss?token={TOKEN}"))
               for kind, kind_ports in ports.items() for i, port in enumerate(kind_ports)]
     port = free_port()
@@ -111,7 +101,8 @@ def test_daemon_stays_bounded_and_responsive_among_hostile_servers(tmp_path, hos
         out, err = daemon.communicate(timeout=30)
 
     by_name = {f["name"]: f for f in stats["feeds"]}
-    for kind, reason in REASONS.items():
+    for kind in KINDS:
+        reason = REASONS[kind]
         for i in range(EACH):
             status = by_name[f"{kind} {i}"]
             assert status["failing"] and status["last_error"] == reason, (kind, status)
