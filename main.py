@@ -21,7 +21,7 @@ import uvicorn
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
-from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
 from status_monitor.outputs.dashboard import EventStream, create_router, provider_cards
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
@@ -30,6 +30,7 @@ from status_monitor.outputs.stdout import Output, StreamOutput
 from status_monitor.redact import redact_url
 from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
 from status_monitor.storage import StateError, open_store
+from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
 
 log = logging.getLogger("monitor")
@@ -110,31 +111,29 @@ class Monitor:
             registry = create_registry(MonitorCollector(
                 handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier
             ))
-            stream = EventStream(self.store)
+            stream = EventStream(self.store, config.max_event_streams)
             handler.subscribe(stream.publish)
             dashboard = create_router(
                 lambda: provider_cards(poller.feeds.values(), handler.providers, handler.open_incident_list()), stream
             )
-            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
-            freeze_startup_heap()
-            server = _Server(
-                uvicorn.Config(
-                    app,
-                    host=config.host,
-                    port=config.port,
-                    lifespan="off",
-                    access_log=config.log_level == "DEBUG",
-                    log_level=config.log_level.lower(),
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                    proxy_headers=False,  # nothing in front of us to trust X-Forwarded-For from
-                    server_header=False,
-                )
+            limits = connection_limits(config)
+            app, public_app = create_app(
+                config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard, limits
             )
-            serving = asyncio.create_task(_serve(server))
-            while not server.started and not serving.done():
+            freeze_startup_heap()
+            listeners = [(app, config.host, config.port)]
+            if config.public_port is not None:
+                listeners.append((public_app, config.public_host, config.public_port))
+            servers = [_Server(_server_config(config, limits, *listener)) for listener in listeners]
+            serving = [asyncio.create_task(_serve(server)) for server in servers]
+            while not all(server.started for server in servers) and not any(task.done() for task in serving):
                 await asyncio.sleep(0.01)
-            if serving.done():
-                serving.result()
+            failed = [task for task in serving if task.done()]
+            if failed:  # one listener could not bind: stop the others, and say why
+                for server in servers:
+                    server.should_exit = True
+                await asyncio.gather(*serving, return_exceptions=True)
+                failed[0].result()
             self._announce_start(config)
             await self.notifier.start()
             poller.start()
@@ -143,10 +142,11 @@ class Monitor:
             log.info("shutting down")
             housekeeping.cancel()
             stream.close()
-            server.should_exit = True
+            for server in servers:
+                server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving, self.notifier.stop(SHUTDOWN_GRACE)),
+                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), *serving, self.notifier.stop(SHUTDOWN_GRACE)),
                     SHUTDOWN_GRACE + 1,
                 )
 
@@ -189,19 +189,60 @@ class Monitor:
         await self.store.close()
 
     def _announce_start(self, config: Config) -> None:
-        log.info(
-            "monitoring %d feeds every %g s; dashboard and webhooks on http://%s:%d",
-            len(config.feeds), config.interval, config.host, config.port,
+        if config.public_port is None:
+            where = f"dashboard and webhooks on http://{config.host}:{config.port}"
+        else:
+            where = (
+                f"dashboard on http://{config.host}:{config.port}; webhooks on it and on the public listener "
+                f"http://{config.public_host}:{config.public_port} (webhooks and /health only)"
+            )
+        log.info("monitoring %d feeds every %g s; %s", len(config.feeds), config.interval, where)
+        unsigned = (
+            "from anywhere (--allow-unsigned): anyone who reaches it can post events"
+            if config.allow_unsigned else "straight from this machine only"
         )
         if config.incident_io_secret is None:
             if config.require_signatures:
                 log.warning("no incident.io secret: /webhook/incident-io refuses every request (--require-signatures)")
             else:
-                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
+                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests %s", unsigned)
         if not config.webhook_secrets and not config.require_signatures:
-            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests %s", unsigned)
+        if config.admin_token is None and not is_loopback_host(config.host):
+            log.warning(
+                "the dashboard, /events, /stats and /metrics on %s:%d are open to every machine that reaches it: "
+                "set MONITOR_ADMIN_TOKEN, or serve them on 127.0.0.1 and expose --public-port instead",
+                config.host, config.port,
+            )
         for target in self.notifier.targets.values():
             log.info("notifying %s", target.label)
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    """`max_connections`, or fewer where the process may not open that many files."""
+    allowed = connections_allowed(config.max_connections, reserve=config.concurrency + 100)
+    if allowed < config.max_connections:
+        log.warning(
+            "max_connections %d lowered to %d: the limit on open files (ulimit -n) leaves no room for more",
+            config.max_connections, allowed,
+        )
+    return ConnectionLimits(max(allowed, 1))
+
+
+def _server_config(config: Config, limits: ConnectionLimits, app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=limits.protocol(),  # uvicorn's httptools protocol, with timeouts and limits (connections.py)
+        ws="none",
+        lifespan="off",
+        access_log=config.log_level == "DEBUG",
+        log_level=config.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        proxy_headers=False,  # the peer address is the one the socket sees: forwarding headers are not trusted
+        server_header=False,
+    )
 
 
 def freeze_startup_heap() -> None:
@@ -247,12 +288,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list-providers", action="store_true", help="print the provider catalogue and exit")
     parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
+    parser.add_argument(
+        "--public-port", type=int, metavar="PORT",
+        help="also serve the webhook routes and /health, and nothing else, on this port: the one to expose",
+    )
+    parser.add_argument("--public-host", metavar="HOST", help="address of the --public-port listener (default 127.0.0.1)")
     parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls of a feed (default 180)")
     parser.add_argument("--json", action="store_true", default=None, dest="json_output", help="print one JSON object per line")
     parser.add_argument("--once", action="store_true", help="poll every feed once, print, exit (no HTTP server)")
     parser.add_argument("--replay", action="store_true", default=None, help="on a feed's first poll, announce its history too")
     parser.add_argument("--state", metavar="PATH", dest="state_path", help="SQLite state file (default ./monitor.db; :memory: keeps nothing)")
     parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
+    parser.add_argument(
+        "--allow-unsigned", action="store_true", default=None,
+        help="accept unsigned webhooks from anywhere, not only straight from this machine (warned about)",
+    )
     parser.add_argument("--history", action="store_true", help="print stored events and exit")
     parser.add_argument(
         "--test-notify", action="store_true",
@@ -278,11 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             watch=args.watch,
             host=args.host,
             port=args.port,
+            public_port=args.public_port,
+            public_host=args.public_host,
             interval=args.interval,
             json_output=args.json_output,
             replay=args.replay,
             state_path=args.state_path,
             require_signatures=args.require_signatures,
+            allow_unsigned=args.allow_unsigned,
             log_level=args.log_level,
             once=args.once or None,
         )

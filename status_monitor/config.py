@@ -18,6 +18,7 @@ from status_monitor.webhooks.signatures import standard_webhook_key
 
 DEFAULT_STATE = "monitor.db"
 PUBLIC_MIN_INTERVAL = 30.0
+ADMIN_TOKEN_MIN = 16  # characters
 
 
 class ConfigError(Exception):
@@ -52,6 +53,13 @@ class Config:
     interval: float = 180.0
     host: str = "127.0.0.1"
     port: int = 8000
+    # A second listener serving only the webhook routes and /health: the one to expose.
+    public_port: int | None = None
+    public_host: str = "127.0.0.1"
+    # With a token, every route but /health and the webhooks needs it (bearer or login cookie).
+    admin_token: str | None = field(default=None, repr=False)
+    max_connections: int = 1000  # open HTTP connections, all listeners together
+    max_event_streams: int = 100  # open /events/stream connections
     json_output: bool = False
     once: bool = False
     replay: bool = False
@@ -62,6 +70,7 @@ class Config:
     request_timeout: float = 20.0
     max_body_bytes: int = 5 * 1024 * 1024
     require_signatures: bool = False
+    allow_unsigned: bool = False  # accept unsigned webhooks from anywhere, not only straight from loopback
     incident_io_secret: str | None = field(default=None, repr=False)
     webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     notify: tuple[NotifyRoute, ...] = ()
@@ -112,12 +121,18 @@ class _FeedFile(_Strict):
 class _ServerFile(_Strict):
     host: Optional[str] = None
     port: Optional[int] = Field(default=None, ge=0, le=65535)
+    public_host: Optional[str] = None
+    public_port: Optional[int] = Field(default=None, ge=1, le=65535)
+    admin_token: Optional[str] = None
+    max_connections: Optional[int] = Field(default=None, ge=10, le=100_000)
+    max_event_streams: Optional[int] = Field(default=None, ge=1, le=10_000)
 
 
 class _WebhooksFile(_Strict):
     incident_io_secret: Optional[str] = None
     secrets: dict[str, str] = {}
     require_signatures: Optional[bool] = None
+    allow_unsigned: Optional[bool] = None
 
 
 class _NotifyFile(_Strict):
@@ -225,6 +240,11 @@ def build_config(
             interval=data.interval or config.interval,
             host=data.server.host or config.host,
             port=data.server.port if data.server.port is not None else config.port,
+            public_host=data.server.public_host or config.public_host,
+            public_port=data.server.public_port,
+            admin_token=data.server.admin_token,
+            max_connections=data.server.max_connections or config.max_connections,
+            max_event_streams=data.server.max_event_streams or config.max_event_streams,
             state_path=data.state or config.state_path,
             retention_days=data.retention_days or config.retention_days,
             concurrency=data.concurrency or config.concurrency,
@@ -232,6 +252,7 @@ def build_config(
             incident_io_secret=data.webhooks.incident_io_secret,
             webhook_secrets=secrets,
             require_signatures=bool(data.webhooks.require_signatures),
+            allow_unsigned=bool(data.webhooks.allow_unsigned),
             notify=tuple(
                 NotifyRoute(tuple(n.urls), tuple(n.providers), tuple(n.components), tuple(n.statuses), tuple(n.sources))
                 for n in data.notify
@@ -243,6 +264,8 @@ def build_config(
             _check_secret(data.webhooks.incident_io_secret, f"config file {file_path}: webhooks.incident_io_secret")
         for provider, secret in data.webhooks.secrets.items():
             _check_secret(secret, f"config file {file_path}: webhooks.secrets.{provider}")
+        if data.server.admin_token is not None:
+            _check_admin_token(data.server.admin_token, f"config file {file_path}: server.admin_token")
         for index, route in enumerate(config.notify):
             _check_notify_urls(route.urls, f"config file {file_path}: notify #{index + 1}")
     if refs:
@@ -258,9 +281,12 @@ def build_config(
             secrets[name.removeprefix("WEBHOOK_SECRET_")] = value
     if env.get("INCIDENT_IO_WEBHOOK_SECRET"):
         _check_secret(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
+    if env.get("MONITOR_ADMIN_TOKEN"):
+        _check_admin_token(env["MONITOR_ADMIN_TOKEN"], "environment variable MONITOR_ADMIN_TOKEN")
     env_urls = tuple(split_urls(env.get("NOTIFY_URLS", "")))
     config = replace(
         config,
+        admin_token=env.get("MONITOR_ADMIN_TOKEN") or config.admin_token,
         incident_io_secret=env.get("INCIDENT_IO_WEBHOOK_SECRET") or config.incident_io_secret,
         webhook_secrets=secrets,
         notify=config.notify + ((NotifyRoute(env_urls),) if env_urls else ()),
@@ -269,7 +295,24 @@ def build_config(
     given = {k: v for k, v in flags.items() if v is not None}
     if "interval" in given:
         _positive_flag(given["interval"])
-    return replace(config, **given)
+    config = replace(config, **given)
+    _check_listeners(config, f"config file {file_path}" if file_path else "flags")
+    return config
+
+
+def _check_admin_token(token: str, what: str) -> None:
+    """Never echoes the token."""
+    if len(token) < ADMIN_TOKEN_MIN or not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(f"{what}: must be at least {ADMIN_TOKEN_MIN} printable ASCII characters without spaces")
+
+
+def _check_listeners(config: Config, where: str) -> None:
+    if config.public_port is not None and not 1 <= config.public_port <= 65535:
+        raise ConfigError(f"{where}: the public port must be from 1 to 65535")
+    if config.public_port is not None and config.public_port == config.port:
+        raise ConfigError(f"{where}: the public port {config.public_port} is also the main port; choose another")
+    if config.allow_unsigned and config.require_signatures:
+        raise ConfigError(f"{where}: allow_unsigned and require_signatures contradict each other; choose one")
 
 
 def _check_secret(secret: str, what: str) -> None:
@@ -339,7 +382,11 @@ def _check_unique(feeds: tuple[FeedConfig, ...], where: str) -> None:
 
 
 def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.lower().strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
