@@ -5,6 +5,7 @@ bounded without keeping /health or a signed webhook out."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from conftest import free_port, run_main, start_main, wait_http
 from hookreceiver import HookReceiver
 
 from status_monitor.model import web_url
+from status_monitor.web.access import straight_from_loopback
 from status_monitor.web.connections import BODY_TIMEOUT, HEAD_TIMEOUT, MAX_HEAD, MAX_REQUEST_LINE
 
 SECRET = "a-provider-secret-0123456789"
@@ -169,6 +171,16 @@ FORWARDED = [
     {"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9;proto=https"}, {"X-Real-IP": "203.0.113.9"},
     {"CF-Connecting-IP": "203.0.113.9"}, {"Via": "1.1 tunnel"}, {"X-Forwarded-Proto": "https"},
 ]
+
+
+def test_straight_from_loopback_means_a_loopback_peer_and_no_forwarding_header():
+    for peer in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert straight_from_loopback((peer, 5000), {"content-type": "application/json"}), peer
+    for peer in ("10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "not-an-address"):
+        assert not straight_from_loopback((peer, 5000), {}), peer
+    assert not straight_from_loopback(None, {})
+    for name in ("x-forwarded-for", "forwarded", "x-real-ip", "via", "cf-connecting-ip", "true-client-ip"):
+        assert not straight_from_loopback(("127.0.0.1", 5000), {name: "203.0.113.9"}), name
 
 
 @pytest.mark.parametrize("path", ["/webhook/generic/Unsigned", "/webhook/incident-io"])
@@ -350,29 +362,58 @@ def test_two_thousand_trickling_clients_are_closed_and_health_and_webhooks_still
     assert len(stdout.splitlines()) == 3
 
 
-def test_a_stalled_body_is_closed_and_a_slow_one_is_not(tmp_path, daemons):
+def read_all(sock: socket.socket) -> bytes:
+    """What the server sent, without waiting."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (BlockingIOError, ConnectionError):
+        pass
+    return data
+
+
+def test_slow_clients_are_closed_when_they_stall_and_not_while_they_send(tmp_path, daemons):
     daemon = daemons(tmp_path)
     head = (b"POST /webhook/generic/Slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n")
     body = json.dumps(hook("slow1")).encode()
-    stalled, slow = open_sockets(daemon.port, 2)
-    stalled.send(head % 100 + b'{"event_type"')
+    stalled, idle, kept, slow = open_sockets(daemon.port, 4)
+    stalled.send(head % 100 + b'{"event_type"')  # then nothing: a stalled body
+    kept.setblocking(True)
+    kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
+    kept.setblocking(False)
+    next_head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100  # a kept-alive connection's next head, trickled
     slow.send(head % len(body))
     started = time.monotonic()
-    for byte in range(len(body)):  # a byte every 0.2 s: slow, but it never stalls
-        slow.send(body[byte:byte + 1])
-        time.sleep(min(0.2, (BODY_TIMEOUT + 2) / len(body)))
-        if closed_by_server(stalled):
-            break
-    while not closed_by_server(stalled):
-        assert time.monotonic() - started < BODY_TIMEOUT + 2, "a stalled body was not closed"
-        time.sleep(0.1)
-    assert time.monotonic() - started >= BODY_TIMEOUT - 0.5
-    for byte in range(byte + 1, len(body)):
-        slow.send(body[byte:byte + 1])
+    closed: dict[str, float] = {}
+    answers: dict[str, bytes] = {}
+    sent = 0
+    while time.monotonic() - started < BODY_TIMEOUT + 3:  # the slow body takes longer than that, a byte at a time
+        elapsed = time.monotonic() - started
+        if sent < len(body) - 1 and sent < elapsed / (BODY_TIMEOUT + 3) * len(body):
+            slow.send(body[sent:sent + 1])
+            sent += 1
+            if sent % 4 == 1 and "kept" not in closed:
+                with contextlib.suppress(OSError):
+                    kept.send(next_head[sent // 4:sent // 4 + 1])
+        for name, sock in (("stalled", stalled), ("idle", idle), ("kept", kept)):
+            if name not in closed:
+                answers[name] = answers.get(name, b"") + read_all(sock)
+                if closed_by_server(sock):
+                    closed[name] = elapsed
+        assert not closed_by_server(slow), "a body that never stalled was closed"
+        time.sleep(0.02)
+    assert BODY_TIMEOUT - 0.5 <= closed["stalled"] <= BODY_TIMEOUT + 1.5, closed
+    assert HEAD_TIMEOUT - 0.5 <= closed["idle"] <= HEAD_TIMEOUT + 1.5, closed
+    assert HEAD_TIMEOUT - 0.5 <= closed["kept"] <= HEAD_TIMEOUT + 1.5, closed
+    assert answers["kept"].startswith(b"HTTP/1.1 408 ") and answers["idle"] == b""  # a silent client gets no answer
     slow.setblocking(True)
     slow.settimeout(5)
+    slow.sendall(body[sent:])
     assert slow.recv(4096).startswith(b"HTTP/1.1 200 ")
+    assert httpx.get(daemon.base + "/stats").json()["http_connections"]["timed_out_total"] == 3
     stdout, _ = daemon.stop()
     assert json.loads(stdout)["title"] == "Incident slow1"
 

@@ -4,6 +4,7 @@ straight from this machine from one relayed by a proxy or a tunnel."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -44,14 +45,16 @@ def straight_from_loopback(client: tuple[str, int] | None, headers: Iterable[str
     """True when the peer is a loopback address (127.0.0.0/8, ::1, or IPv4 loopback mapped
     into IPv6) and no header says a proxy or tunnel relayed the request. `headers` are the
     request's header names, lower-case."""
-    if client is None:
-        return False
+    return client is not None and _is_loopback(client[0]) and FORWARDING_HEADERS.isdisjoint(headers)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(host: str) -> bool:
     try:
-        address = ipaddress.ip_address(client[0])
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback and FORWARDING_HEADERS.isdisjoint(headers)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 class SecurityHeaders:
@@ -80,7 +83,7 @@ class AdminGuard:
     constant time. The webhook routes never reach this guard (webhook_server.WebhookRoutes
     answers them first)."""
 
-    OPEN = frozenset({"/health", "/favicon.ico"})
+    OPEN = frozenset({"/health"})
 
     def __init__(self, token: str, app: ASGIApp, login_page: Path) -> None:
         self.app = app

@@ -207,9 +207,15 @@ class LimitedProtocol(HttpToolsProtocol):
             self.limits.waiting[self] = None  # idle now: the newest of the waiting
 
     def _head_timed_out(self) -> None:
+        """A 408 for a head begun; a connection that never sent a byte (a browser's
+        preconnection, say) is closed without one, which a browser might take for the
+        answer to a request it sends at that moment."""
         self._head_timer = None
         self.limits.timed_out_total += 1
-        self._refuse(HEAD_TIMED_OUT)
+        if self._head_bytes:
+            self._refuse(HEAD_TIMED_OUT)
+        else:
+            self._drop()
 
     def _body_check(self) -> None:
         """Closes a connection whose body has stalled; time the monitor itself spent not
