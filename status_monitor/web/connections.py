@@ -106,22 +106,23 @@ class _TooLarge(Exception):
 
 
 class LimitedProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol with the timeouts, sizes and connection cap above."""
+    """Uvicorn's httptools protocol with the timeouts, sizes and connection cap above.
+
+    One timer a connection watches both deadlines (re-armed when it fires, not on every
+    request): a request then costs a few attribute writes, not a timer of its own."""
 
     limits: ConnectionLimits
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         limits = self.limits
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
-        self._last_body = 0.0
-        self._in_head = True  # between requests, or receiving a request line and headers
-        self._head_bytes = 0
+        self._watch: asyncio.TimerHandle | None = None
+        self._head_started: float | None = None  # when the head being awaited began; None when none is
+        self._body_moved: float | None = None  # when a body being received last moved; None when none is
+        self._head_bytes = 0  # bytes received while awaiting a head (a bound on its size)
         if len(limits.open) >= limits.max_connections:
             if not limits.waiting:
                 limits.refused_total += 1
-                self._in_head = False
                 transport.write(BUSY)
                 transport.close()
                 return
@@ -129,15 +130,16 @@ class LimitedProtocol(HttpToolsProtocol):
             next(iter(limits.waiting))._drop()
         limits.open.add(self)
         limits.waiting[self] = None
-        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+        self._head_started = self.loop.time()
+        self._watch = self.loop.call_at(self._head_started + HEAD_TIMEOUT, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, plus the size of the head and the watch on a body that has begun."""
-        if self._in_head:
+        """uvicorn's, plus the bounds on a head's size and the clock of a body that has begun."""
+        if self._head_started is not None:
             self._head_bytes += len(data)
         self._unset_keepalive_if_required()
         try:
@@ -153,52 +155,33 @@ class LimitedProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserUpgrade:
             pass  # no WebSocket here: the request was dispatched as plain HTTP when its head ended
-        if self._in_head:  # a head not yet whole: httptools keeps what came, so bound it here
-            if self._head_bytes > MAX_HEAD:
+        if self._head_started is not None:  # a head not yet whole: httptools keeps what came, so bound it here
+            long_line = len(getattr(self, "url", b"")) > MAX_REQUEST_LINE  # (set once a request begins)
+            if long_line or self._head_bytes > MAX_HEAD:
                 self.limits.too_large_total += 1
-                self._refuse(HEAD_TOO_LARGE)
-        elif self._body_timer is None and self.cycle is not None and self.cycle.more_body:
-            # A body that did not come whole with its head: from now on it may not stall.
-            self._last_body = self.loop.time()
-            self._body_timer = self.loop.call_later(BODY_TIMEOUT, self._body_check)
+                self._refuse(LINE_TOO_LONG if long_line else HEAD_TOO_LARGE)
+        elif self.cycle is not None and self.cycle.more_body:
+            self._body_moved = self.loop.time()  # a body that did not come whole with its head
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_size = 0
-        if self._head_timer is None:  # a kept-alive connection's next request
+        if self._head_started is None:  # a kept-alive connection's next request
+            self._head_started = self.loop.time()
+            self._head_bytes = 0
             self.limits.waiting[self] = None
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > MAX_REQUEST_LINE:
-            raise _TooLarge(LINE_TOO_LONG)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
-        if self._head_size + len(self.url) > MAX_HEAD:  # a whole head that came in one go
+        if len(self.url) > MAX_REQUEST_LINE:
+            raise _TooLarge(LINE_TOO_LONG)
+        if self._head_bytes > MAX_HEAD and self._head_size() > MAX_HEAD:  # a whole head that came in one go
             raise _TooLarge(HEAD_TOO_LARGE)
-        self._in_head = False
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_started = None
         super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._last_body = self.loop.time()
-        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._body_moved = None
         self.limits.waiting.pop(self, None)  # busy until its answer is sent
-        self._in_head = True
-        self._head_bytes = 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -206,29 +189,33 @@ class LimitedProtocol(HttpToolsProtocol):
             self.limits.waiting.pop(self, None)
             self.limits.waiting[self] = None  # idle now: the newest of the waiting
 
-    def _head_timed_out(self) -> None:
-        """A 408 for a head begun; a connection that never sent a byte (a browser's
-        preconnection, say) is closed without one, which a browser might take for the
-        answer to a request it sends at that moment."""
-        self._head_timer = None
-        self.limits.timed_out_total += 1
-        if self._head_bytes:
-            self._refuse(HEAD_TIMED_OUT)
-        else:
-            self._drop()
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
-    def _body_check(self) -> None:
-        """Closes a connection whose body has stalled; time the monitor itself spent not
-        reading (flow control: the app has not taken what came) does not count."""
-        self._body_timer = None
+    def _check(self) -> None:
+        """The connection's one timer: closes it when its head is late or its body has
+        stalled, else sets itself for the next deadline. Time the monitor itself spent not
+        reading a body (flow control: the app has not taken what came) does not count."""
         now = self.loop.time()
-        if self.flow.read_paused:
-            self._last_body = now
-        if now - self._last_body < BODY_TIMEOUT:
-            self._body_timer = self.loop.call_later(self._last_body + BODY_TIMEOUT - now, self._body_check)
+        if self._head_started is not None and now - self._head_started >= HEAD_TIMEOUT:
+            self.limits.timed_out_total += 1
+            # A 408 for a head begun; a connection that never sent a byte (a browser's
+            # preconnection, say) is closed without one, which a browser might take for the
+            # answer to a request it sends at that moment.
+            self._refuse(HEAD_TIMED_OUT) if self._head_bytes else self._drop()
             return
-        self.limits.timed_out_total += 1
-        self._drop()
+        if self._body_moved is not None and self.flow.read_paused:
+            self._body_moved = now
+        if self._body_moved is not None and now - self._body_moved >= BODY_TIMEOUT:
+            self.limits.timed_out_total += 1
+            self._drop()
+            return
+        deadline = now + HEAD_TIMEOUT
+        if self._head_started is not None:
+            deadline = self._head_started + HEAD_TIMEOUT
+        if self._body_moved is not None:
+            deadline = min(deadline, self._body_moved + BODY_TIMEOUT)
+        self._watch = self.loop.call_at(deadline, self._check)
 
     def _refuse(self, answer: bytes) -> None:
         if not self.transport.is_closing():
@@ -240,10 +227,9 @@ class LimitedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _forget(self) -> None:
-        """Out of the counts and the eviction order, timers off (idempotent)."""
+        """Out of the counts and the eviction order, its timer off (idempotent)."""
         self.limits.open.discard(self)
         self.limits.waiting.pop(self, None)
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
