@@ -71,7 +71,7 @@ class WebhookReceiver:
         self._deliveries = await self._store.load_deliveries()
 
     async def incident_io(
-        self, headers: Mapping[str, str], receive: Receive, direct: bool = True
+        self, headers: Mapping[str, str], receive: Receive, direct: bool
     ) -> tuple[int, dict[str, Any]]:
         """`direct`: the request came straight from loopback, through no proxy or tunnel
         (access.straight_from_loopback); only such a request may go unsigned."""
@@ -88,7 +88,7 @@ class WebhookReceiver:
         return self._answer("incident-io", answer)
 
     async def generic(
-        self, provider: str, headers: Mapping[str, str], token: str | None, receive: Receive, direct: bool = True
+        self, provider: str, headers: Mapping[str, str], token: str | None, receive: Receive, direct: bool
     ) -> tuple[int, dict[str, Any]]:
         try:
             if not provider.strip() or len(provider) > 100:
