@@ -28,7 +28,14 @@ from status_monitor.outputs.dashboard import STATIC
 from status_monitor.outputs.notify import Notifier
 from status_monitor.stats import WebhookStats
 from status_monitor.storage import Store
-from status_monitor.web.access import AdminGuard, SecurityHeaders, straight_from_loopback
+from status_monitor.web.access import (
+    AdminGuard,
+    BodyTooLarge,
+    Disconnected,
+    SecurityHeaders,
+    receive_body,
+    straight_from_loopback,
+)
 from status_monitor.web.connections import ConnectionLimits
 from status_monitor.webhooks.payloads import PayloadError, Unhandled, generic_events, incidentio_events
 from status_monitor.webhooks.signatures import (
@@ -49,10 +56,6 @@ class Rejected(Exception):
     def __init__(self, status: int, reason: str, counter: str) -> None:
         super().__init__(reason)
         self.status, self.reason, self.counter = status, reason, counter
-
-
-class Disconnected(Exception):
-    """The client went away before its body arrived: there is no one to answer."""
 
 
 class WebhookReceiver:
@@ -189,16 +192,10 @@ async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Rejected(413, "body larger than 1 MiB", "too_large")
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY_BYTES:
-            raise Rejected(413, "body larger than 1 MiB", "too_large")
-        if not message.get("more_body", False):
-            return body
+    try:
+        return await receive_body(receive, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise Rejected(413, "body larger than 1 MiB", "too_large") from None
 
 
 def _parse_json(body: bytes) -> Any:

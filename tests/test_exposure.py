@@ -273,6 +273,7 @@ def test_the_admin_token_guards_the_dashboard_and_its_data_and_nothing_else(tmp_
     assert httpx.post(daemon.base + "/webhook/generic/Open", json=hook("o1")).status_code == 200
     # The browser's way in: a login form that sets an HttpOnly, SameSite=Strict cookie.
     assert httpx.get(daemon.base + "/login").status_code == 200
+    assert httpx.post(daemon.base + "/login", data={"token": "t" * 5000}).status_code == 413
     wrong = httpx.post(daemon.base + "/login", data={"token": "not-the-token-at-all"})
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     login = httpx.post(daemon.base + "/login", data={"token": TOKEN})

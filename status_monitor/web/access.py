@@ -129,9 +129,12 @@ class AdminGuard:
         if scope["method"] != "POST":
             await send_response(send, 405, b"", [(b"allow", b"GET, POST")])
             return
-        body = await _read_form(receive)
-        if body is None:
+        try:
+            body = await receive_body(receive, MAX_LOGIN_BODY)
+        except BodyTooLarge:
             await send_response(send, 413, b"", [])
+            return
+        except Disconnected:
             return
         given = dict(parse_qsl(body.decode("latin-1"))).get("token", "").strip()
         if hmac.compare_digest(given.encode("utf-8", "replace"), self._token):
@@ -148,16 +151,26 @@ def _cookies(header: bytes) -> dict[str, str]:
     return {name: value for name, _, value in pairs if name}
 
 
-async def _read_form(receive: Receive) -> bytes | None:
-    """The request body, or None past MAX_LOGIN_BODY bytes (or when the client left)."""
+class Disconnected(Exception):
+    """The client went away before its body arrived: there is no one to answer."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def receive_body(receive: Receive, limit: int) -> bytes:
+    """A request's whole body, read from ASGI `http.request` messages. Raises BodyTooLarge
+    as soon as more than `limit` bytes came (the rest is never read), Disconnected when the
+    client left first."""
     body = b""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return None
+            raise Disconnected
         body += message.get("body", b"")
-        if len(body) > MAX_LOGIN_BODY:
-            return None
+        if len(body) > limit:
+            raise BodyTooLarge
         if not message.get("more_body", False):
             return body
 
