@@ -191,6 +191,12 @@ def test_the_page_works_under_its_content_security_policy(browser, daemon):
     expect(row.locator("a")).to_have_count(0)  # a link only for http(s)
     expect(card(page, "GitHub").locator(".incident a")).to_have_count(0)
     expect(page.locator('#timeline .event[data-provider="Acme"] a')).to_have_attribute("href", re.compile("^https://"))
+    # The page itself makes a link only of an http(s) URL, whatever it is given.
+    for url, expected in (("javascript:alert(1)", None), ("data:text/html,x", None), (" vbscript:x", None),
+                          ("https://status.example/i/1", "https://status.example/i/1")):
+        href = page.evaluate("""(url) => { const a = renderEvent({id: 1, provider: "P", status: "s", title: "T",
+                                        url, message: ""}, false).querySelector("a"); return a && a.href; }""", url)
+        assert href == expected, url
     # The browser enforces the policy: a script written into the page does not run.
     page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.injected = 1";
                              document.body.append(s); }""")

@@ -12,6 +12,7 @@ import json
 import resource
 import signal
 import socket
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -153,6 +154,24 @@ def test_links_that_are_not_http_reach_no_output(tmp_path, feeds, servers, daemo
     everything = (stdout + json.dumps(stored) + json.dumps(cards) + "".join(n.body.decode() for n in notified)).lower()
     for scheme in ("javascript", "data:text", "vbscript"):
         assert scheme not in everything
+
+
+def test_links_stored_before_this_check_are_not_served_either(tmp_path, daemons):
+    """A state file written by an older monitor may hold such links: they are dropped as
+    they are read, for /events, the open incidents rebuilt at start-up and --history."""
+    daemon = daemons(tmp_path)
+    assert httpx.post(daemon.base + "/webhook/generic/Old", json=hook("old1", "https://x.test/1")).status_code == 200
+    daemon.stop()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        [(body,)] = db.execute("SELECT body FROM events").fetchall()
+        db.execute("UPDATE events SET body = ?", (body.replace("https://x.test/1", BAD_URLS[0]),))
+    daemon = daemons(tmp_path)
+    [stored] = httpx.get(daemon.base + "/events").json()["events"]
+    [card] = [c for c in httpx.get(daemon.base + "/api/providers").json()["providers"] if c["name"] == "Old"]
+    assert stored["url"] is None and card["incidents"][0]["url"] is None
+    daemon.stop()
+    history = run_main("--history", "--json", "--state", str(tmp_path / "state.db"), cwd=tmp_path)
+    assert history.returncode == 0 and json.loads(history.stdout)["url"] is None
 
 
 def test_the_dashboard_and_its_json_carry_the_security_headers(tmp_path, daemons):
