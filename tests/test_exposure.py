@@ -13,6 +13,8 @@ import resource
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, run_main, start_main, wait_http
+from conftest import ROOT, free_port, run_main, start_main, wait_http
 from hookreceiver import HookReceiver
 
 from status_monitor.model import web_url
@@ -492,6 +494,25 @@ def test_past_the_connection_cap_idle_clients_make_room_and_busy_ones_get_503(tm
     assert stats_after["refused_total"] >= 1 and stats_after["evicted_total"] >= 1
     for sock in idle:
         sock.close()
+
+
+def test_the_cap_fits_the_open_file_limit(tmp_path, feeds):
+    """With a hard limit of 600 open files, 1,000 connections cannot be: the cap is lowered
+    to leave room for the polls (concurrency 100) and 100 more files, and start-up says so."""
+    port = free_port()
+    feeds.set("/quiet.rss", per_update_rss([]))
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'state = "{tmp_path / "state.db"}"\n[server]\nport = {port}\n'
+                      f'[[feeds]]\nname = "Quiet"\nurl = "{feeds.url("/quiet.rss")}"\n')
+    proc = subprocess.Popen(["bash", "-c", f'ulimit -n 600 && exec "$0" "$@"', sys.executable, str(ROOT / "main.py"),
+                             "--config", str(config)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        assert httpx.get(f"http://127.0.0.1:{port}/stats").json()["http_connections"]["max"] == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert "max_connections 1000 lowered to 400" in stderr
 
 
 def test_event_streams_past_the_cap_get_503_at_once(tmp_path, daemons):
