@@ -430,7 +430,8 @@ def test_slow_clients_are_closed_when_they_stall_and_not_while_they_send(tmp_pat
     assert BODY_TIMEOUT - 0.5 <= closed["stalled"] <= BODY_TIMEOUT + 1.5, closed
     assert HEAD_TIMEOUT - 0.5 <= closed["idle"] <= HEAD_TIMEOUT + 1.5, closed
     assert HEAD_TIMEOUT - 0.5 <= closed["kept"] <= HEAD_TIMEOUT + 1.5, closed
-    assert answers["kept"].startswith(b"HTTP/1.1 408 ") and answers["idle"] == b""  # a silent client gets no answer
+    assert b"HTTP/1.1 408 " in answers["kept"]  # (after the end of the first answer, if it came late)
+    assert answers["idle"] == b""  # a silent client gets no answer
     slow.setblocking(True)
     slow.settimeout(5)
     slow.sendall(body[sent:])
