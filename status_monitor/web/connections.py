@@ -12,7 +12,8 @@ extends uvicorn's httptools one:
   the connection opening, or of its first byte on a kept-alive connection; its body may
   not stall (no byte while the monitor is ready to read) for BODY_TIMEOUT seconds. Either
   closes the connection (a head with 408);
-- a request line over MAX_REQUEST_LINE bytes gets 414, a head over MAX_HEAD bytes 431;
+- a request target (path and query) over MAX_REQUEST_LINE bytes gets 414, a head over
+  MAX_HEAD bytes 431;
 - at most `max_connections` connections are open, over every listener. One more evicts the
   oldest connection that is idle or still sending its request (slow clients, by
   definition, or a flood's); only when every connection is busy with a request being
