@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import difflib
 import gc
 import logging
 import signal
@@ -21,13 +22,13 @@ import uvicorn
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
+from status_monitor import __version__
 from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
 from status_monitor.outputs.dashboard import EventStream, create_router, provider_cards
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.redact import redact_url
 from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
 from status_monitor.storage import StateError, open_store
 from status_monitor.web.connections import ConnectionLimits, connections_allowed
@@ -37,7 +38,7 @@ log = logging.getLogger("monitor")
 
 CATALOGUE = load_catalogue()
 # The sources monitored when the config names none: the catalogue's entries for the
-# original design's list, each with its best source.
+# default list, each with its best source.
 feed_configs = [
     {"name": p.name, "url": p.source_url, "kind": p.kind} for p in (CATALOGUE[i] for i in DEFAULT_PROVIDERS)
 ]
@@ -68,9 +69,24 @@ async def _serve(server: uvicorn.Server) -> None:
         raise ServeError(f"cannot serve HTTP on {server.config.host}:{server.config.port}") from None
 
 
+# Settings a reload cannot change in a running process: they keep their value, with a warning.
+RESTART_ONLY = (
+    "host", "port", "public_host", "public_port", "admin_token", "max_connections", "max_event_streams",
+    "state_path", "concurrency", "request_timeout", "max_body_bytes", "json_output",
+)
+
+
 class Monitor:
-    def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
+    def __init__(
+        self, config: Config, outputs: list[Output] | None = None, reload_config: Callable[[], Config] | None = None
+    ) -> None:
+        """`reload_config` builds the config again (raising ConfigError): with it, SIGHUP
+        reloads the config file in place (see `reload`)."""
         self.config = config
+        self._reload_config = reload_config
+        self._reloading: asyncio.Task | None = None
+        self._poller: FeedPoller | None = None
+        self._receiver: WebhookReceiver | None = None
         self.store = open_store(config.state_path)
         self.notifier = Notifier(config, self.store)
         self.handler = EventHandler(
@@ -102,10 +118,11 @@ class Monitor:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         async with make_client(config) as client:
-            poller = FeedPoller(config, self.handler, self.store, client)
+            self._poller = poller = FeedPoller(config, self.handler, self.store, client)
             await poller.load()
-            receiver = WebhookReceiver(config, self.handler, self.store)
+            self._receiver = receiver = WebhookReceiver(config, self.handler, self.store)
             await receiver.load()
             handler = self.handler
             registry = create_registry(MonitorCollector(
@@ -134,13 +151,15 @@ class Monitor:
                     server.should_exit = True
                 await asyncio.gather(*serving, return_exceptions=True)
                 failed[0].result()
-            self._announce_start(config)
+            self._announce_start(config, len(poller.feeds))
             await self.notifier.start()
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
             log.info("shutting down")
             housekeeping.cancel()
+            if self._reloading is not None:
+                self._reloading.cancel()
             stream.close()
             for server in servers:
                 server.should_exit = True
@@ -152,6 +171,51 @@ class Monitor:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the config; a second signal during a reload waits for it to end."""
+        previous = self._reloading
+
+        async def reload_after() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self.reload()
+            except Exception:  # the monitor goes on; the next SIGHUP tries again
+                log.exception("reload failed")
+
+        self._reloading = asyncio.create_task(reload_after(), name="reload")
+
+    async def reload(self) -> bool:
+        """Builds the config again and applies it without a restart: sources, providers,
+        filters, notification routes and secrets are added, changed or removed; what was
+        announced stays announced. A config with problems is refused, and the running one
+        kept. Returns whether the new config was applied."""
+        if self._reload_config is None or self._poller is None or self._receiver is None:
+            log.warning("reload: nothing to reload from (no config loader, or not running)")
+            return False
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.error("config not reloaded, the running one is kept: %s", "; ".join(exc.problems))
+            return False
+        kept = [key for key in RESTART_ONLY if getattr(new, key) != getattr(self.config, key)]
+        if kept:
+            log.warning("reload: %s changed; that takes a restart (kept as it was)", ", ".join(kept))
+        new = replace(new, **{key: getattr(self.config, key) for key in RESTART_ONLY}, once=self.config.once)
+        added, removed, changed = await self._poller.reconfigure(new)
+        self.handler.set_filters(filters_by_provider(new.feeds))
+        self._receiver.reconfigure(new)
+        await self.notifier.reconfigure(new)
+        if new.log_level != self.config.log_level:
+            logging.getLogger().setLevel(new.log_level)
+        self.config = new
+        log.info(
+            "config reloaded: %s (%s added, %s removed, %s changed), %s",
+            plural(len(self._poller.feeds), "source"), _names(added), _names(removed), _names(changed),
+            plural(len(self.notifier.targets), "notification target"),
+        )
+        return True
 
     async def _housekeeping(self, poller: FeedPoller) -> None:
         """Writes feeds' health to disk now and then, drops expired events, and gives the
@@ -169,26 +233,21 @@ class Monitor:
                 last_prune = time.monotonic()
                 await self.store.prune(self.config.retention_days)
 
-    async def run_once(self) -> None:
+    async def run_once(self) -> bool:
+        """Polls every source once; returns whether all were read (each failure is logged)."""
         async with make_client(self.config) as client:
             poller = FeedPoller(self.config, self.handler, self.store, client)
             await poller.load()
             await self.notifier.start()
             await poller.poll_all()
             await self.notifier.stop(self.config.notify_timeout)
-            failed = [s for s in poller.feeds.values() if s.last_error]
-            for status in failed:
-                log.warning("feed %s (%s): %s", status.feed.name, redact_url(status.feed.url), status.last_error)
-
-    async def print_history(self, provider: str | None, since: datetime | None) -> None:
-        output = StreamOutput(self.config.json_output)
-        for stored in await self.store.list_events(provider=provider, since=since, limit=1_000_000, oldest_first=True):
-            output.emit(stored.event)
+            return not poller.failing
 
     async def close(self) -> None:
         await self.store.close()
 
-    def _announce_start(self, config: Config) -> None:
+    def _announce_start(self, config: Config, sources: int) -> None:
+        providers = len({feed.name.casefold() for feed in config.feeds})
         if config.public_port is None:
             where = f"dashboard and webhooks on http://{config.host}:{config.port}"
         else:
@@ -196,7 +255,10 @@ class Monitor:
                 f"dashboard on http://{config.host}:{config.port}; webhooks on it and on the public listener "
                 f"http://{config.public_host}:{config.public_port} (webhooks and /health only)"
             )
-        log.info("monitoring %d feeds every %g s; %s", len(config.feeds), config.interval, where)
+        log.info(
+            "monitoring %s (%s) every %g s; %s",
+            plural(providers, "provider"), plural(sources, "source"), config.interval, where,
+        )
         unsigned = (
             "from anywhere (--allow-unsigned): anyone who reaches it can post events"
             if config.allow_unsigned else "straight from this machine only"
@@ -238,11 +300,20 @@ def _server_config(config: Config, limits: ConnectionLimits, app: Any, host: str
         ws="none",
         lifespan="off",
         access_log=config.log_level == "DEBUG",
+        log_config=None,  # uvicorn's lines go through our handler and format
         log_level=config.log_level.lower(),
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         proxy_headers=False,  # the peer address is the one the socket sees: forwarding headers are not trusted
         server_header=False,
     )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
 
 
 def freeze_startup_heap() -> None:
@@ -280,7 +351,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Monitor third-party status pages (feeds and webhooks); print each new incident update once.",
         epilog="Events go to stdout; logs go to stderr.",
     )
+    parser.add_argument("--version", action="version", version=f"status-page-monitor {__version__}")
     parser.add_argument("--config", metavar="PATH", help="TOML config file (flags override it)")
+    parser.add_argument(
+        "--check-config", action="store_true",
+        help="check the config file and the environment's secrets, list every problem, exit (0 valid, 2 not)",
+    )
     parser.add_argument(
         "--watch", action="append", default=[], metavar="NAME",
         help="monitor this provider from the catalogue (repeatable; see --list-providers)",
@@ -309,7 +385,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="send a test message to every notification target, report each, exit (0 all delivered, 1 any failed)",
     )
     parser.add_argument("--provider", help="with --history: only this provider")
-    parser.add_argument("--since", type=_since, metavar="TIME", help="with --history: only events received since this ISO time")
+    parser.add_argument(
+        "--since", type=_since, metavar="TIME",
+        help="with --history: only events posted since this ISO 8601 time (the time printed; UTC if no zone is given)",
+    )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper, help="stderr log level (default INFO)")
     return parser.parse_args(argv)
 
@@ -317,12 +396,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop takes over: stop at once, cleanly
         signal.signal(sig, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before start-up ends: nothing to do
     args = parse_args(argv)
     if args.list_providers:
         print_catalogue()
         return 0
-    try:
-        config = build_config(
+    def load() -> Config:
+        return build_config(
             _feeds(feed_configs),
             args.config,
             watch=args.watch,
@@ -339,18 +419,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level=args.log_level,
             once=args.once or None,
         )
+
+    try:
+        config = load()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if args.check_config:
+            print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.check_config:
+        print(describe_config(config))
+        return 0
+    configure_logging(config.log_level)
     if config.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(config, args))
+        return runner.run(_run(config, args, load))
+
+
+def configure_logging(level: str) -> None:
+    """One format for every log line on stderr, uvicorn's included: `2026-11-30T13:44:08Z
+    WARNING monitor.poller: ...`, times in UTC."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def describe_config(config: Config) -> str:
+    """`--check-config`'s answer for a valid config: what the monitor would do with it."""
+    targets = {url for route in config.notify for url in route.urls}
+    names = ", ".join(feed.name for feed in config.feeds)
+    return (
+        f"config OK: {plural(len(config.feeds), 'source')} ({names}) every {config.interval:g} s; "
+        f"state {config.state_path}; HTTP on {config.host}:{config.port}; "
+        f"{plural(len(config.notify), 'notification route')} to {plural(len(targets), 'target')}"
+    )
 
 
 def print_catalogue() -> None:
@@ -383,17 +491,51 @@ async def _test_notify(config: Config) -> int:
     return 0 if all(result.delivered for result in results) else 1
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
+class HistoryError(Exception):
+    """`--history` was asked for something the state file does not have."""
+
+
+async def print_history(config: Config, provider: str | None, since: datetime | None) -> None:
+    """`--history`: the stored events, oldest first, in the output format; `since` applies
+    to the time printed (when the provider posted the update, else when it was received).
+    Reads the state file without locking or creating it, so it runs beside a monitor.
+    Raises StateError, or HistoryError for a provider with no events that is not configured."""
+    store = open_store(config.state_path, read_only=True)
+    await store.open()
+    try:
+        stored = await store.list_events(provider=provider, limit=1_000_000, oldest_first=True)
+        if provider and not stored and provider.casefold() not in {f.name.casefold() for f in config.feeds}:
+            known = await store.event_providers()
+            close = difflib.get_close_matches(provider.casefold(), [k.casefold() for k in known], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(k) for k in known if k.casefold() in close)}?" if close else ""
+            listed = ", ".join(known) if known else "none yet"
+            raise HistoryError(f"--provider {provider!r}: no stored events{hint} (providers with events: {listed})")
+        output = StreamOutput(config.json_output)
+        for event in (s.event for s in stored):
+            printed_time = event.occurred_at or event.received_at
+            if since is None or (printed_time is not None and printed_time >= since):
+                output.emit(event)
+    finally:
+        await store.close()
+
+
+async def _run(config: Config, args: argparse.Namespace, load: Callable[[], Config]) -> int:
     if args.test_notify:
         return await _test_notify(config)
-    monitor = Monitor(config)
+    if args.history:
+        try:
+            await print_history(config, args.provider, args.since)
+        except (StateError, HistoryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    monitor = Monitor(config, reload_config=load)
     try:
         await monitor.open()
         try:
-            if args.history:
-                await monitor.print_history(args.provider, args.since)
-            elif config.once:
-                await monitor.run_once()
+            if config.once:
+                if not await monitor.run_once():
+                    return 1
             else:
                 await monitor.start()
         finally:

@@ -50,6 +50,8 @@ from status_monitor.webhooks.signatures import (
 log = logging.getLogger("monitor.webhooks")
 
 MAX_BODY_BYTES = 1024 * 1024
+REFUSAL_LOG_EVERY = 600.0  # seconds between two log lines about refused webhooks of one path and reason
+MAX_REFUSAL_KEYS = 1000
 
 
 class Rejected(Exception):
@@ -68,10 +70,16 @@ class WebhookReceiver:
         self._store = store
         self._deliveries: set[str] = set()
         self._incident_io_key = standard_webhook_key(config.incident_io_secret) if config.incident_io_secret else None
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}  # (path, reason) -> (logged at, since)
         self.stats = WebhookStats()
 
     async def load(self) -> None:
         self._deliveries = await self._store.load_deliveries()
+
+    def reconfigure(self, config: Config) -> None:
+        """New secrets and `require_signatures` (a config reload): the next request uses them."""
+        self._config = config
+        self._incident_io_key = standard_webhook_key(config.incident_io_secret) if config.incident_io_secret else None
 
     async def incident_io(
         self, headers: Mapping[str, str], receive: Receive, direct: bool
@@ -102,7 +110,7 @@ class WebhookReceiver:
             key = f"generic:{provider}:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: generic_events(provider, payload))
         except Rejected as exc:
-            return self._reject("generic", exc)
+            return self._reject("generic", exc, provider if exc.counter != "bad_provider" else None)
         except PayloadError as exc:
             return self._reject("generic", Rejected(422, str(exc), "unknown_shape"))
         return self._answer("generic", answer)
@@ -183,9 +191,27 @@ class WebhookReceiver:
         self.stats.outcomes[endpoint, answer["status"], ""] += 1
         return 200, answer
 
-    def _reject(self, endpoint: str, exc: Rejected) -> tuple[int, dict[str, Any]]:
+    def _reject(self, endpoint: str, exc: Rejected, provider: str | None = None) -> tuple[int, dict[str, Any]]:
         self.stats.outcomes[endpoint, "rejected", exc.counter] += 1
+        if exc.status == 401:
+            self._log_refusal(f"/webhook/{endpoint}" + (f"/{provider}" if provider else ""), exc.counter, exc.reason)
         return exc.status, {"error": exc.reason}
+
+    def _log_refusal(self, path: str, counter: str, reason: str) -> None:
+        """A refused (401) webhook is a warning: a wrong secret on either side loses every
+        delivery. Said once per path and reason, then at most every REFUSAL_LOG_EVERY seconds
+        with the count meanwhile, so a flood of forged requests cannot flood the log."""
+        path = "".join(c if c.isprintable() else "?" for c in path)  # the provider part is the sender's
+        if (path, counter) not in self._refusals and len(self._refusals) >= MAX_REFUSAL_KEYS:
+            path = path.rsplit("/", 1)[0] + "/*"  # random provider names share one line: bounded memory
+        now = time.monotonic()
+        last, missed = self._refusals.get((path, counter), (None, 0))
+        if last is not None and now - last < REFUSAL_LOG_EVERY:
+            self._refusals[path, counter] = (last, missed + 1)
+            return
+        self._refusals[path, counter] = (now, 0)
+        more = f" ({missed} more since the last report)" if missed else ""
+        log.warning("webhook to %s refused (401): %s%s", path, reason, more)
 
 
 async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
@@ -282,12 +308,19 @@ def create_app(
     app.include_router(dashboard)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def uptime() -> dict[str, Any]:
-        return {"status": "ok", "uptime_seconds": round(time.monotonic() - started, 3)}
+    def health_status() -> dict[str, Any]:
+        """200 while the process runs; "degraded" while any source is failing."""
+        failing = len(poller.failing)
+        return {
+            "status": "degraded" if failing else "ok",
+            "uptime_seconds": round(time.monotonic() - started, 3),
+            "sources": len(poller.feeds),
+            "failing_sources": failing,
+        }
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return uptime()
+        return health_status()
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -336,7 +369,7 @@ def create_app(
     guarded = AdminGuard(config.admin_token, app, STATIC / "login.html") if config.admin_token else app
     return (
         WebhookRoutes(receiver, SecurityHeaders(guarded)),
-        WebhookRoutes(receiver, _HealthOnly(uptime), public=True),
+        WebhookRoutes(receiver, _HealthOnly(health_status), public=True),
     )
 
 

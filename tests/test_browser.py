@@ -228,3 +228,33 @@ def test_with_an_admin_token_the_browser_logs_in_once_and_the_page_works(browser
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert httpx.get(daemon.base + "/api/providers").status_code == 401  # another client, no session
     context.close()
+
+
+def _wait_failing(daemon: Daemon, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while httpx.get(daemon.base + "/health").json()["failing_sources"] < count:
+        assert time.monotonic() < deadline, "the source was never reported failing"
+        time.sleep(0.1)
+
+
+def test_failing_sources_lead_the_header_and_stay_visible_on_a_card_with_an_incident(browser, daemon, feeds):
+    page = open_page(browser, daemon)
+    expect(page.locator("#summary")).to_have_attribute("data-failing", "false")
+    feeds.set("/acme.rss", "upstream broke", status=500, content_type="text/plain")
+    _wait_failing(daemon, 1)  # after 3 errors in a row: it was read in this run
+    assert httpx.get(daemon.base + "/health").json()["status"] == "degraded"
+    page.reload()
+    expect(page.locator("#summary")).to_have_text("⚠ 1 source failing at 1 provider · 1 of 2 providers have an open incident")
+    expect(page.locator("#summary")).to_have_attribute("data-failing", "true")
+    acme = card(page, "Acme")
+    expect(acme).to_have_attribute("data-state", "incident")  # the incident it knows of is still shown
+    expect(acme.locator(".stale")).to_have_text("⚠ 1 source failing: this may be out of date")
+    expect(acme.locator(".health")).to_contain_text("Source failing: HTTP 500")
+    feeds.set("/calm.rss", "upstream broke", status=500, content_type="text/plain")
+    _wait_failing(daemon, 2)
+    page.reload()
+    expect(card(page, "Calm")).to_have_attribute("data-state", "unknown")
+    expect(card(page, "Calm").locator(".state")).to_have_text("? Unknown: its source is failing")
+    expect(card(page, "Calm").locator(".stale")).to_have_count(0)
+    expect(page.locator("#summary")).to_have_text("⚠ 2 sources failing at 2 providers · 1 of 2 providers have an open incident")
+    page.screenshot(path=ARTIFACTS / "dashboard-failing.png", full_page=True)

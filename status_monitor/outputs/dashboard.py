@@ -167,6 +167,7 @@ def provider_cards(
     for entry in cards.values():
         entry["incidents"].sort(key=lambda i: i["updated_at"] or "", reverse=True)
         entry["state"] = _state(entry)
+        entry["failing_sources"] = sum(1 for source in entry["sources"] if source["failing"])
     return sorted(cards.values(), key=lambda c: (STATES.index(c["state"]), c["name"].casefold()))
 
 
@@ -178,7 +179,7 @@ def _state(card: dict[str, Any]) -> str:
     silence is no evidence that it is fine."""
     if card["incidents"]:
         return "incident"
-    if card["sources"] and all(source["consecutive_errors"] for source in card["sources"]):
+    if card["sources"] and all(source["failing"] for source in card["sources"]):
         return "unknown"
     return "operational"
 

@@ -40,6 +40,7 @@ class _Entry(BaseModel):
     page: str
     kind: Optional[SourceKind] = None
     url: Optional[str] = None
+    aliases: list[str] = []  # other names people know it by (Anthropic: "claude")
 
     @field_validator("page", "url")
     @classmethod
@@ -59,6 +60,12 @@ class Provider:
     page: str
     kind: str | None  # None: detected from the page at start-up
     url: str | None  # the source's URL where it is not the page itself
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Everything it is looked up by, case-folded: id, display name, aliases."""
+        return (self.id, self.name.casefold(), *(alias.casefold() for alias in self.aliases))
 
     @property
     def source_url(self) -> str:
@@ -71,20 +78,22 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Provider]:
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise CatalogueError(f"provider catalogue {path}: {exc}") from None
     providers: dict[str, Provider] = {}
+    taken: set[str] = set()
     for entry in data.provider:
-        if entry.id in providers or any(p.name.casefold() == entry.name.casefold() for p in providers.values()):
+        provider = Provider(entry.id, entry.name, entry.page, entry.kind, entry.url, tuple(entry.aliases))
+        if taken & set(provider.names):
             raise CatalogueError(f"provider catalogue {path}: {entry.id!r} ({entry.name}) is listed twice")
-        providers[entry.id] = Provider(entry.id, entry.name, entry.page, entry.kind, entry.url)
+        taken.update(provider.names)
+        providers[entry.id] = provider
     return providers
 
 
 def lookup(catalogue: dict[str, Provider], name: str) -> Provider:
-    """By id or display name, ignoring case."""
+    """By id, display name or alias, ignoring case. Raises CatalogueError naming close ones."""
     wanted = name.strip().casefold()
-    for provider in catalogue.values():
-        if wanted in (provider.id, provider.name.casefold()):
-            return provider
-    ids = {p.id: p.id for p in catalogue.values()} | {p.name.casefold(): p.id for p in catalogue.values()}
+    ids = {known: p.id for p in catalogue.values() for known in p.names}
+    if wanted in ids:
+        return catalogue[ids[wanted]]
     close = [ids[n] for n in difflib.get_close_matches(wanted, list(ids), n=5, cutoff=0.6)]
     close += [ident for key, ident in ids.items() if wanted and wanted in key]
     close = list(dict.fromkeys(close))[:3]
