@@ -21,7 +21,9 @@ from status_monitor.config import Config, FeedConfig
 from status_monitor.model import utc_iso
 from status_monitor.redact import redact_url
 from status_monitor.sources.apis import component_changes
-from status_monitor.sources.detect import DETECT, Answer, DetectError, detect, origin, page_root, poll_targets
+from status_monitor.sources.detect import (
+    DETECT, Answer, DetectError, detect, origin, page_root, poll_targets, probing,
+)
 from status_monitor.sources.feeds import FeedError, content_digest
 from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
@@ -374,20 +376,12 @@ class FeedPoller:
 
         async def get(url: str) -> Answer:
             request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
-            try:
-                result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
-            except FetchError as exc:
-                if not answered:  # the page itself: nothing else there will answer either
-                    raise
-                log.debug("feed %s: probing %s: %s", status.feed.name, redact_url(url), exc)
-                return Answer(0, b"", url)
-            answered.append(url)
+            result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
             return Answer(result.status, result.body, result.url or url)
 
-        answered: list[str] = []
         page = status.feed.url
         try:
-            detected = await detect(status.feed, get)
+            detected = await detect(status.feed, probing(get, page, (FetchError,)))
         except DetectError as exc:
             self._failed(status, f"detecting its source: {exc}", None, "detect", "no source found")
             return

@@ -40,6 +40,21 @@ class Answer:
 Fetch = Callable[[str], Awaitable[Answer]]
 
 
+def probing(fetch: Fetch, page: str, errors: tuple[type[Exception], ...]) -> Fetch:
+    """`fetch` for detection: a probe that fails with one of `errors` is a miss (status 0);
+    only the page itself failing is an error, raised as it came."""
+
+    async def probe(url: str) -> Answer:
+        try:
+            return await fetch(url)
+        except errors:
+            if url == page:
+                raise
+            return Answer(0, b"", url)
+
+    return probe
+
+
 class DetectError(Exception):
     """Nothing usable found at a page; the message says what was tried."""
 
@@ -102,8 +117,9 @@ def api_kind(document: object) -> str | None:
     the same summary.json shape; incident.io's page id is a ULID and its summary has no
     scheduled maintenances (FORMATS.md A4). Instatus's summary.json has a `page` whose
     `status` is a word ("UP", "HASISSUES") and no top-level `status`; Better Stack's
-    index.json is a JSON:API document of type `status_page`."""
-    document = as_dict(document)
+    index.json is a JSON:API document of type `status_page`. Lists of incidents are named
+    by their fields (see _incident_list_kind)."""
+    original, document = document, as_dict(document)
     page = as_dict(document.get("page"))
     if page and "status" in document:
         if _ULID.match(str(page.get("id") or "")) or "scheduled_maintenances" not in document:
@@ -113,6 +129,20 @@ def api_kind(document: object) -> str | None:
         return "instatus-api"
     if as_dict(document.get("data")).get("type") == "status_page" and isinstance(document.get("included"), list):
         return "betterstack-api"
+    return _incident_list_kind(original)
+
+
+def _incident_list_kind(document: object) -> str | None:
+    """A list of incidents: Statuspage's or incident.io's `incidents.json` (told apart by the
+    page id), Google Cloud's `incidents.json` or Slack's history, by their fields."""
+    incidents = as_dict(document).get("incidents") if isinstance(document, dict) else document
+    first = as_dict(incidents[0]) if isinstance(incidents, list) and incidents else {}
+    if "incident_updates" in first:
+        return "incidentio-api" if _ULID.match(str(first.get("page_id") or first.get("id") or "")) else "statuspage-api"
+    if "affected_products" in first or ("begin" in first and "updates" in first):
+        return "google-cloud-api"
+    if "notes" in first and "date_created" in first:
+        return "slack-api"
     return None
 
 
