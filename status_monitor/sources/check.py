@@ -1,5 +1,5 @@
 """`--check-providers`: fetch each catalogue entry's source now and say whether it is still
-what the catalogue says. Knows which document each kind polls (sources.poll_targets) and
+what the catalogue says. Knows which document each kind polls (detect.poll_targets) and
 reads it with the monitor's own parsers, so an OK here means the monitor would read it."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from datetime import datetime
 from typing import Iterable
 
 from status_monitor.config import FeedConfig
+from status_monitor.redact import redact_url
 from status_monitor.sources.catalogue import Provider
 from status_monitor.sources.detect import (
     API, DETECT, DetectError, Fetch, api_kind, detect, origin, page_root, poll_targets, probing,
 )
 from status_monitor.sources.feeds import FeedError
-from status_monitor.sources.kinds import parse_feed, parse_source
+from status_monitor.sources.kinds import FEED_KINDS, parse_feed, parse_source
 
 OK, MOVED, MISMATCH, UNREACHABLE = "OK", "MOVED", "MISMATCH", "UNREACHABLE"
-FEED_KINDS = ("statuspage", "incidentio", "statusio", "per-update")
 
 
 class Unreachable(Exception):
@@ -43,7 +43,8 @@ class CheckResult:
         day, verdict (with its reason)."""
         verdict = f"{self.verdict} ({self.reason})" if self.reason else self.verdict
         return LINE.format(
-            self.provider.id, self.expected, self.found, self.url, "-" if self.http_status is None else self.http_status,
+            self.provider.id, self.expected, self.found, redact_url(self.url),
+            "-" if self.http_status is None else self.http_status,
             "-" if self.incidents is None else self.incidents, f"{self.newest:%Y-%m-%d}" if self.newest else "-", verdict,
         )
 
@@ -122,7 +123,7 @@ async def check_provider(provider: Provider, get: Fetch) -> CheckResult:
         except FeedError as exc:
             return CheckResult(provider, expected, found, answer.url, answer.status, None, None, MISMATCH, str(exc))
     if moved:
-        verdict, reason = MOVED, f"redirects to {origin(moved)}"
+        verdict, reason = MOVED, f"redirects to {redact_url(origin(moved))}"
     elif expected == "detected" or (expected == "feed" and found in FEED_KINDS) or found == expected:
         verdict, reason = OK, ""
     else:
