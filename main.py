@@ -16,12 +16,14 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import httpx
 import uvicorn
 
 from event_handler import EventHandler
-from rss_poller import FeedPoller, make_client
+from rss_poller import FeedPoller, FetchError, conditional_get, fetch, make_client
 from status_monitor import __version__
 from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
@@ -29,8 +31,17 @@ from status_monitor.outputs.dashboard import EventStream, create_router, provide
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
-from status_monitor.storage import StateError, open_store
+from status_monitor.sources.catalogue import (
+    DEFAULT_PROVIDERS,
+    CatalogueError,
+    Provider,
+    load_catalogue,
+    lookup,
+    merged_catalogue,
+)
+from status_monitor.sources.check import HEADER, OK, Unreachable, check_providers
+from status_monitor.sources.detect import Answer
+from status_monitor.storage import FeedRecord, StateError, open_store
 from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
 
@@ -362,6 +373,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="monitor this provider from the catalogue (repeatable; see --list-providers)",
     )
     parser.add_argument("--list-providers", action="store_true", help="print the provider catalogue and exit")
+    parser.add_argument(
+        "--catalogue", metavar="FILE",
+        help="a provider catalogue of your own (providers.toml's format), added to the built-in one; an id in both is yours",
+    )
+    parser.add_argument(
+        "--check-providers", nargs="*", metavar="ID",
+        help="fetch every catalogue entry's source (or the named ones) now, print what was found, exit 0 only if all are OK",
+    )
     parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
     parser.add_argument(
@@ -398,14 +417,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: sys.exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before start-up ends: nothing to do
     args = parse_args(argv)
+    try:
+        catalogue = merged_catalogue(Path(args.catalogue)) if args.catalogue else CATALOGUE
+    except CatalogueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.list_providers:
-        print_catalogue()
+        print_catalogue(catalogue)
         return 0
+
     def load() -> Config:
         return build_config(
             _feeds(feed_configs),
             args.config,
             watch=args.watch,
+            catalogue=catalogue if args.catalogue else None,  # None: the built-in one, read afresh at a reload
             host=args.host,
             port=args.port,
             public_port=args.public_port,
@@ -436,6 +462,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
+    if args.check_providers is not None:
+        try:
+            chosen = [lookup(catalogue, name) for name in args.check_providers] or list(catalogue.values())
+        except CatalogueError as exc:
+            print(f"error: --check-providers: {exc}", file=sys.stderr)
+            return 2
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(_check_providers(config, chosen))
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(_run(config, args, load))
 
@@ -461,15 +495,41 @@ def describe_config(config: Config) -> str:
     )
 
 
-def print_catalogue() -> None:
+def print_catalogue(catalogue: dict[str, Provider]) -> None:
+    """One row an entry: id, name, page, the date of its newest evidence, and its source
+    (the kind, or how it is found, then the source's URL where it is not the page)."""
     rows = [
-        (p.id, p.name, p.page, p.kind or "detected at start-up") + ((p.url,) if p.url else ())
-        for p in CATALOGUE.values()
+        (p.id, p.name, p.page, p.checked.isoformat(), p.kind or ("detected at start-up" if not p.url else "feed"))
+        + ((p.url,) if p.url else ())
+        for p in catalogue.values()
     ]
-    rows.insert(0, ("ID", "NAME", "PAGE", "SOURCE"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows.insert(0, ("ID", "NAME", "PAGE", "CHECKED", "SOURCE"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + "  ".join(row[3:]))
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + "  ".join(row[4:]))
+
+
+async def _check_providers(config: Config, providers: list[Provider]) -> int:
+    """--check-providers: one line an entry on stdout, in catalogue order; 0 only if all are OK."""
+    async with make_client(config) as client:
+
+        async def get(url: str) -> Answer:
+            try:
+                result = await fetch(
+                    client, conditional_get(client, httpx.URL(url), FeedRecord(url=url)),
+                    config.max_body_bytes, config.request_timeout * 1.5,
+                )
+            except (FetchError, httpx.InvalidURL) as exc:
+                raise Unreachable(str(exc)) from None
+            return Answer(result.status, result.body, result.url or url)
+
+        results = await check_providers(providers, get, config.concurrency)
+    print(HEADER)
+    for result in results:
+        print(result.line(), flush=True)
+    failed = [r for r in results if r.verdict != OK]
+    print(f"{len(results) - len(failed)} of {len(results)} OK", file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -21,7 +21,16 @@ from status_monitor.config import Config, FeedConfig
 from status_monitor.model import utc_iso
 from status_monitor.redact import redact_url
 from status_monitor.sources.apis import component_changes
-from status_monitor.sources.detect import DETECT, DetectError, detect, page_root, poll_targets
+from status_monitor.sources.detect import (
+    DETECT,
+    Answer,
+    DetectError,
+    detect,
+    origin,
+    page_root,
+    poll_targets,
+    probing,
+)
 from status_monitor.sources.feeds import FeedError, content_digest
 from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
@@ -64,6 +73,7 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     retry_after: float | None = None
+    url: str = ""  # where the answer came from when it was redirected
 
 
 class _NoCookies(httpx.Cookies):
@@ -131,6 +141,7 @@ async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: in
                     etag=headers.get("etag"),
                     last_modified=headers.get("last-modified"),
                     retry_after=_retry_after(headers.get("retry-after")),
+                    url=str(response.url) if response.history else "",
                 )
                 if response.status_code != 200:
                     return result
@@ -370,22 +381,28 @@ class FeedPoller:
         A failure counts as a poll error, so detection is retried with the usual backoff."""
         deadline = self._config.request_timeout * 1.5
 
-        async def get(url: str) -> tuple[int, bytes]:
+        async def get(url: str) -> Answer:
             request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
             result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
-            return result.status, result.body
+            return Answer(result.status, result.body, result.url or url)
 
         page = status.feed.url
         try:
-            found = await detect(status.feed, get)
+            detected = await detect(status.feed, probing(get, page, (FetchError,)))
         except DetectError as exc:
             self._failed(status, f"detecting its source: {exc}", None, "detect", "no source found")
             return
         except FetchError as exc:
             self._failed(status, f"detecting its source: {exc}", None, "detect", exc.category)
             return
+        found = detected.feed
         await self._store.save_source(page, found.kind, found.url)
         targets = poll_targets(found)
+        if detected.moved_to:
+            log.warning(
+                "%s: %s redirects to %s (another host): polling it there; put the new address in the config",
+                status.feed.name, redact_url(page), redact_url(detected.moved_to),
+            )
         log.info(
             "%s: %s offers %s; polling %s", status.feed.name, redact_url(page), found.kind,
             ", ".join(redact_url(t.url) for t in targets),
@@ -395,12 +412,19 @@ class FeedPoller:
             self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)
             if self._unpolled is not None:
                 self._unpolled.add(target.url)
+            new.moved_to = detected.moved_to
             if self._running:
                 self._schedule(new, 0)
 
     async def _process(self, status: FeedStatus, result: FetchResult) -> list[int]:
         feed, record = status.feed, status.record
         record.last_status = result.status
+        if result.url and status.moved_to != result.url and origin(result.url) != origin(feed.url):
+            status.moved_to = result.url
+            log.warning(
+                "feed %s (%s) redirects to %s (another host): followed; put the new address in the config",
+                feed.name, redact_url(feed.url), redact_url(result.url),
+            )
         if result.status == 304:
             self.stats.results["304"] += 1
             self._succeeded(status)
@@ -486,6 +510,7 @@ class FeedPoller:
                 "last_error": s.last_error,
                 "gone": s.record.gone,
                 "entries": s.record.entries,
+                "moved_to": redact_url(s.moved_to) if s.moved_to else None,
             }
             for s in self.feeds.values()
         ]

@@ -312,12 +312,14 @@ def build_config(
     file_path: str | None,
     env: Mapping[str, str] = os.environ,
     watch: Sequence[str] = (),
+    catalogue: dict[str, Provider] | None = None,
     **flags: Any,
 ) -> Config:
     """File, then environment, then flags (flags set to None are not given). The sources are
     the file's [[feeds]] and `providers`, and `watch` (--watch); `defaults` if none is named.
     A relative `state` in the file is taken from the file's folder. Raises ConfigError with
-    every problem found (file, secrets and notification URLs from the environment, flags)."""
+    every problem found (file, secrets and notification URLs from the environment, flags).
+    Provider names are looked up in `catalogue` (the built-in one when None)."""
     _catalogue.cache_clear()  # read afresh at each build: a reload sees an edited providers.toml
     problems: list[str] = []
     config = Config(feeds=defaults)
@@ -364,7 +366,7 @@ def build_config(
 
     if refs:
         try:
-            catalogue = _catalogue()
+            catalogue = catalogue if catalogue is not None else _catalogue()
         except CatalogueError as exc:
             raise ConfigError(problems + [str(exc)]) from None
         for ref, where in refs:

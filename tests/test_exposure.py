@@ -505,7 +505,7 @@ def test_the_cap_fits_the_open_file_limit(tmp_path, feeds):
     config = tmp_path / "monitor.toml"
     config.write_text(f'state = "{tmp_path / "state.db"}"\n[server]\nport = {port}\n'
                       f'[[feeds]]\nname = "Quiet"\nurl = "{feeds.url("/quiet.rss")}"\n')
-    proc = subprocess.Popen(["bash", "-c", f'ulimit -n 600 && exec "$0" "$@"', sys.executable, str(ROOT / "main.py"),
+    proc = subprocess.Popen(["bash", "-c", 'ulimit -n 600 && exec "$0" "$@"', sys.executable, str(ROOT / "main.py"),
                              "--config", str(config)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/health")

@@ -166,10 +166,11 @@ def test_catalogue_entries_parse_are_unique_and_well_formed():
 def test_catalogue_refuses_duplicates_and_suggests_names(tmp_path):
     text = CATALOGUE_PATH.read_text()
     broken = tmp_path / "providers.toml"
-    broken.write_text(text + '\n[[provider]]\nid = "github"\nname = "GitHub again"\npage = "https://x.example"\n')
+    broken.write_text(text + '\n[[provider]]\nid = "github"\nname = "GitHub again"\npage = "https://x.example"\n'
+                              'checked = 2026-11-30\n')
     with pytest.raises(CatalogueError, match="listed twice"):
         load_catalogue(broken)
-    broken.write_text('[[provider]]\nid = "x"\nname = "X"\npage = "ftp://x.example"\n')
+    broken.write_text('[[provider]]\nid = "x"\nname = "X"\npage = "ftp://x.example"\nchecked = 2026-11-30\n')
     with pytest.raises(CatalogueError, match="http"):
         load_catalogue(broken)
     with pytest.raises(CatalogueError, match="did you mean 'github'"):
