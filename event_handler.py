@@ -60,6 +60,10 @@ class EventHandler:
         for stored in recent:
             self._track(stored.event)
 
+    def set_filters(self, filters: Mapping[str, EventFilter]) -> None:
+        """Replaces the per-provider filters (a config reload); nothing seen is forgotten."""
+        self._filters = {name.casefold(): f for name, f in filters.items()}
+
     def subscribe(self, listener: Callable[[int, Event], None]) -> None:
         """`listener(event_id, event)` is called for each event once it is committed."""
         self._listeners.append(listener)

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import difflib
 import gc
 import logging
 import signal
@@ -15,28 +16,42 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import httpx
 import uvicorn
 
 from event_handler import EventHandler
-from rss_poller import FeedPoller, make_client
-from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from rss_poller import FeedPoller, FetchError, conditional_get, fetch, make_client
+from status_monitor import __version__
+from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
 from status_monitor.outputs.dashboard import EventStream, create_router, provider_cards
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.redact import redact_url, remember_secret, remember_url_secrets, scrub_every_log_handler
-from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
-from status_monitor.storage import StateError, open_store
+from status_monitor.redact import remember_secret, remember_url_secrets, scrub_every_log_handler
+from status_monitor.sources.bodies import BodyBudget
+from status_monitor.sources.catalogue import (
+    DEFAULT_PROVIDERS,
+    CatalogueError,
+    Provider,
+    load_catalogue,
+    lookup,
+    merged_catalogue,
+)
+from status_monitor.sources.check import HEADER, OK, Unreachable, check_providers
+from status_monitor.sources.detect import Answer
+from status_monitor.storage import FeedRecord, StateError, open_store
+from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
 
 log = logging.getLogger("monitor")
 
 CATALOGUE = load_catalogue()
 # The sources monitored when the config names none: the catalogue's entries for the
-# original design's list, each with its best source.
+# default list, each with its best source.
 feed_configs = [
     {"name": p.name, "url": p.source_url, "kind": p.kind} for p in (CATALOGUE[i] for i in DEFAULT_PROVIDERS)
 ]
@@ -80,10 +95,25 @@ def remember_config_secrets(config: Config) -> None:
             remember_url_secrets(url)
 
 
+# Settings a reload cannot change in a running process: they keep their value, with a warning.
+RESTART_ONLY = (
+    "host", "port", "public_host", "public_port", "admin_token", "max_connections", "max_event_streams",
+    "state_path", "concurrency", "request_timeout", "max_body_bytes", "json_output",
+)
+
+
 class Monitor:
-    def __init__(self, config: Config, outputs: list[Output] | None = None) -> None:
+    def __init__(
+        self, config: Config, outputs: list[Output] | None = None, reload_config: Callable[[], Config] | None = None
+    ) -> None:
+        """`reload_config` builds the config again (raising ConfigError): with it, SIGHUP
+        reloads the config file in place (see `reload`)."""
         self.config = config
         remember_config_secrets(config)
+        self._reload_config = reload_config
+        self._reloading: asyncio.Task | None = None
+        self._poller: FeedPoller | None = None
+        self._receiver: WebhookReceiver | None = None
         self.store = open_store(config.state_path)
         self.notifier = Notifier(config, self.store)
         self.handler = EventHandler(
@@ -115,58 +145,105 @@ class Monitor:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         async with make_client(config) as client:
-            poller = FeedPoller(config, self.handler, self.store, client)
+            self._poller = poller = FeedPoller(config, self.handler, self.store, client)
             await poller.load()
-            receiver = WebhookReceiver(config, self.handler, self.store)
+            self._receiver = receiver = WebhookReceiver(config, self.handler, self.store)
             await receiver.load()
             handler = self.handler
             registry = create_registry(MonitorCollector(
                 handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier
             ))
-            stream = EventStream(self.store)
+            stream = EventStream(self.store, config.max_event_streams)
             handler.subscribe(stream.publish)
             dashboard = create_router(
                 lambda: provider_cards(poller.feeds.values(), handler.providers, handler.open_incident_list()), stream
             )
-            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
-            freeze_startup_heap()
-            server = _Server(
-                uvicorn.Config(
-                    app,
-                    host=config.host,
-                    port=config.port,
-                    lifespan="off",
-                    access_log=config.log_level == "DEBUG",
-                    log_level=config.log_level.lower(),
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                    proxy_headers=False,  # nothing in front of us to trust X-Forwarded-For from
-                    server_header=False,
-                )
+            limits = connection_limits(config)
+            app, public_app = create_app(
+                config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard, limits
             )
+            freeze_startup_heap()
+            listeners = [(app, config.host, config.port)]
+            if config.public_port is not None:
+                listeners.append((public_app, config.public_host, config.public_port))
+            servers = [_Server(_server_config(config, limits, *listener)) for listener in listeners]
             scrub_every_log_handler()  # uvicorn has set up its loggers' own handlers
-            serving = asyncio.create_task(_serve(server))
-            while not server.started and not serving.done():
+            serving = [asyncio.create_task(_serve(server)) for server in servers]
+            while not all(server.started for server in servers) and not any(task.done() for task in serving):
                 await asyncio.sleep(0.01)
-            if serving.done():
-                serving.result()
-            self._announce_start(config)
+            failed = [task for task in serving if task.done()]
+            if failed:  # one listener could not bind: stop the others, and say why
+                for server in servers:
+                    server.should_exit = True
+                await asyncio.gather(*serving, return_exceptions=True)
+                failed[0].result()
+            self._announce_start(config, len(poller.feeds))
             await self.notifier.start()
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
             log.info("shutting down")
             housekeeping.cancel()
+            if self._reloading is not None:
+                self._reloading.cancel()
             stream.close()
-            server.should_exit = True
+            for server in servers:
+                server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving, self.notifier.stop(SHUTDOWN_GRACE)),
+                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), *serving, self.notifier.stop(SHUTDOWN_GRACE)),
                     SHUTDOWN_GRACE + 1,
                 )
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the config; a second signal during a reload waits for it to end."""
+        previous = self._reloading
+
+        async def reload_after() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self.reload()
+            except Exception:  # the monitor goes on; the next SIGHUP tries again
+                log.exception("reload failed")
+
+        self._reloading = asyncio.create_task(reload_after(), name="reload")
+
+    async def reload(self) -> bool:
+        """Builds the config again and applies it without a restart: sources, providers,
+        filters, notification routes and secrets are added, changed or removed; what was
+        announced stays announced. A config with problems is refused, and the running one
+        kept. Returns whether the new config was applied."""
+        if self._reload_config is None or self._poller is None or self._receiver is None:
+            log.warning("reload: nothing to reload from (no config loader, or not running)")
+            return False
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.error("config not reloaded, the running one is kept: %s", "; ".join(exc.problems))
+            return False
+        kept = [key for key in RESTART_ONLY if getattr(new, key) != getattr(self.config, key)]
+        if kept:
+            log.warning("reload: %s changed; that takes a restart (kept as it was)", ", ".join(kept))
+        new = replace(new, **{key: getattr(self.config, key) for key in RESTART_ONLY}, once=self.config.once)
+        added, removed, changed = await self._poller.reconfigure(new)
+        self.handler.set_filters(filters_by_provider(new.feeds))
+        self._receiver.reconfigure(new)
+        await self.notifier.reconfigure(new)
+        if new.log_level != self.config.log_level:
+            logging.getLogger().setLevel(new.log_level)
+        self.config = new
+        log.info(
+            "config reloaded: %s (%s added, %s removed, %s changed), %s",
+            plural(len(self._poller.feeds), "source"), _names(added), _names(removed), _names(changed),
+            plural(len(self.notifier.targets), "notification target"),
+        )
+        return True
 
     async def _housekeeping(self, poller: FeedPoller) -> None:
         """Writes feeds' health to disk now and then, drops expired events, and gives the
@@ -184,39 +261,87 @@ class Monitor:
                 last_prune = time.monotonic()
                 await self.store.prune(self.config.retention_days)
 
-    async def run_once(self) -> None:
+    async def run_once(self) -> bool:
+        """Polls every source once; returns whether all were read (each failure is logged)."""
         async with make_client(self.config) as client:
             poller = FeedPoller(self.config, self.handler, self.store, client)
             await poller.load()
             await self.notifier.start()
             await poller.poll_all()
             await self.notifier.stop(self.config.notify_timeout)
-            failed = [s for s in poller.feeds.values() if s.last_error]
-            for status in failed:
-                log.warning("feed %s (%s): %s", status.feed.name, redact_url(status.feed.url), status.last_error)
-
-    async def print_history(self, provider: str | None, since: datetime | None) -> None:
-        output = StreamOutput(self.config.json_output)
-        for stored in await self.store.list_events(provider=provider, since=since, limit=1_000_000, oldest_first=True):
-            output.emit(stored.event)
+            return not poller.failing
 
     async def close(self) -> None:
         await self.store.close()
 
-    def _announce_start(self, config: Config) -> None:
+    def _announce_start(self, config: Config, sources: int) -> None:
+        providers = len({feed.name.casefold() for feed in config.feeds})
+        if config.public_port is None:
+            where = f"dashboard and webhooks on http://{config.host}:{config.port}"
+        else:
+            where = (
+                f"dashboard on http://{config.host}:{config.port}; webhooks on it and on the public listener "
+                f"http://{config.public_host}:{config.public_port} (webhooks and /health only)"
+            )
         log.info(
-            "monitoring %d feeds every %g s; dashboard and webhooks on http://%s:%d",
-            len(config.feeds), config.interval, config.host, config.port,
+            "monitoring %s (%s) every %g s; %s",
+            plural(providers, "provider"), plural(sources, "source"), config.interval, where,
+        )
+        unsigned = (
+            "from anywhere (--allow-unsigned): anyone who reaches it can post events"
+            if config.allow_unsigned else "straight from this machine only"
         )
         if config.incident_io_secret is None:
             if config.require_signatures:
                 log.warning("no incident.io secret: /webhook/incident-io refuses every request (--require-signatures)")
             else:
-                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
+                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests %s", unsigned)
         if not config.webhook_secrets and not config.require_signatures:
-            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests %s", unsigned)
+        if config.admin_token is None and not is_loopback_host(config.host):
+            log.warning(
+                "the dashboard, /events, /stats and /metrics on %s:%d are open to every machine that reaches it: "
+                "set MONITOR_ADMIN_TOKEN, or serve them on 127.0.0.1 and expose --public-port instead",
+                config.host, config.port,
+            )
         for target in self.notifier.targets.values():
             log.info("notifying %s", target.label)
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    """`max_connections`, or fewer where the process may not open that many files."""
+    allowed = connections_allowed(config.max_connections, reserve=config.concurrency + 100)
+    if allowed < config.max_connections:
+        log.warning(
+            "max_connections %d lowered to %d: the limit on open files (ulimit -n) leaves no room for more",
+            config.max_connections, allowed,
+        )
+    return ConnectionLimits(max(allowed, 1))
+
+
+def _server_config(config: Config, limits: ConnectionLimits, app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=limits.protocol(),  # uvicorn's httptools protocol, with timeouts and limits (connections.py)
+        ws="none",
+        lifespan="off",
+        access_log=config.log_level == "DEBUG",
+        log_config=None,  # uvicorn's lines go through our handler and format
+        log_level=config.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        proxy_headers=False,  # the peer address is the one the socket sees: forwarding headers are not trusted
+        server_header=False,
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
 
 
 def freeze_startup_heap() -> None:
@@ -254,27 +379,52 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Monitor third-party status pages (feeds and webhooks); print each new incident update once.",
         epilog="Events go to stdout; logs go to stderr.",
     )
+    parser.add_argument("--version", action="version", version=f"status-page-monitor {__version__}")
     parser.add_argument("--config", metavar="PATH", help="TOML config file (flags override it)")
+    parser.add_argument(
+        "--check-config", action="store_true",
+        help="check the config file and the environment's secrets, list every problem, exit (0 valid, 2 not)",
+    )
     parser.add_argument(
         "--watch", action="append", default=[], metavar="NAME",
         help="monitor this provider from the catalogue (repeatable; see --list-providers)",
     )
     parser.add_argument("--list-providers", action="store_true", help="print the provider catalogue and exit")
+    parser.add_argument(
+        "--catalogue", metavar="FILE",
+        help="a provider catalogue of your own (providers.toml's format), added to the built-in one; an id in both is yours",
+    )
+    parser.add_argument(
+        "--check-providers", nargs="*", metavar="ID",
+        help="fetch every catalogue entry's source (or the named ones) now, print what was found, exit 0 only if all are OK",
+    )
     parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
+    parser.add_argument(
+        "--public-port", type=int, metavar="PORT",
+        help="also serve the webhook routes and /health, and nothing else, on this port: the one to expose",
+    )
+    parser.add_argument("--public-host", metavar="HOST", help="address of the --public-port listener (default 127.0.0.1)")
     parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls of a feed (default 180)")
     parser.add_argument("--json", action="store_true", default=None, dest="json_output", help="print one JSON object per line")
     parser.add_argument("--once", action="store_true", help="poll every feed once, print, exit (no HTTP server)")
     parser.add_argument("--replay", action="store_true", default=None, help="on a feed's first poll, announce its history too")
     parser.add_argument("--state", metavar="PATH", dest="state_path", help="SQLite state file (default ./monitor.db; :memory: keeps nothing)")
     parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
+    parser.add_argument(
+        "--allow-unsigned", action="store_true", default=None,
+        help="accept unsigned webhooks from anywhere, not only straight from this machine (warned about)",
+    )
     parser.add_argument("--history", action="store_true", help="print stored events and exit")
     parser.add_argument(
         "--test-notify", action="store_true",
         help="send a test message to every notification target, report each, exit (0 all delivered, 1 any failed)",
     )
     parser.add_argument("--provider", help="with --history: only this provider")
-    parser.add_argument("--since", type=_since, metavar="TIME", help="with --history: only events received since this ISO time")
+    parser.add_argument(
+        "--since", type=_since, metavar="TIME",
+        help="with --history: only events posted since this ISO 8601 time (the time printed; UTC if no zone is given)",
+    )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper, help="stderr log level (default INFO)")
     return parser.parse_args(argv)
 
@@ -282,49 +432,124 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop takes over: stop at once, cleanly
         signal.signal(sig, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before start-up ends: nothing to do
     args = parse_args(argv)
-    if args.list_providers:
-        print_catalogue()
-        return 0
     try:
-        config = build_config(
+        catalogue = merged_catalogue(Path(args.catalogue)) if args.catalogue else CATALOGUE
+    except CatalogueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.list_providers:
+        print_catalogue(catalogue)
+        return 0
+
+    def load() -> Config:
+        return build_config(
             _feeds(feed_configs),
             args.config,
             watch=args.watch,
+            catalogue=catalogue if args.catalogue else None,  # None: the built-in one, read afresh at a reload
             host=args.host,
             port=args.port,
+            public_port=args.public_port,
+            public_host=args.public_host,
             interval=args.interval,
             json_output=args.json_output,
             replay=args.replay,
             state_path=args.state_path,
             require_signatures=args.require_signatures,
+            allow_unsigned=args.allow_unsigned,
             log_level=args.log_level,
             once=args.once or None,
         )
+
+    try:
+        config = load()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if args.check_config:
+            print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.check_config:
+        print(describe_config(config))
+        return 0
+    configure_logging(config.log_level)
     scrub_every_log_handler()
     if config.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
+    if args.check_providers is not None:
+        try:
+            chosen = [lookup(catalogue, name) for name in args.check_providers] or list(catalogue.values())
+        except CatalogueError as exc:
+            print(f"error: --check-providers: {exc}", file=sys.stderr)
+            return 2
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(_check_providers(config, chosen))
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(config, args))
+        return runner.run(_run(config, args, load))
 
 
-def print_catalogue() -> None:
+def configure_logging(level: str) -> None:
+    """One format for every log line on stderr, uvicorn's included: `2026-11-30T13:44:08Z
+    WARNING monitor.poller: ...`, times in UTC."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def describe_config(config: Config) -> str:
+    """`--check-config`'s answer for a valid config: what the monitor would do with it."""
+    targets = {url for route in config.notify for url in route.urls}
+    names = ", ".join(feed.name for feed in config.feeds)
+    return (
+        f"config OK: {plural(len(config.feeds), 'source')} ({names}) every {config.interval:g} s; "
+        f"state {config.state_path}; HTTP on {config.host}:{config.port}; "
+        f"{plural(len(config.notify), 'notification route')} to {plural(len(targets), 'target')}"
+    )
+
+
+def print_catalogue(catalogue: dict[str, Provider]) -> None:
+    """One row an entry: id, name, page, the date of its newest evidence, and its source
+    (the kind, or how it is found, then the source's URL where it is not the page)."""
     rows = [
-        (p.id, p.name, p.page, p.kind or "detected at start-up") + ((p.url,) if p.url else ())
-        for p in CATALOGUE.values()
+        (p.id, p.name, p.page, p.checked.isoformat(), p.kind or ("detected at start-up" if not p.url else "feed"))
+        + ((p.url,) if p.url else ())
+        for p in catalogue.values()
     ]
-    rows.insert(0, ("ID", "NAME", "PAGE", "SOURCE"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows.insert(0, ("ID", "NAME", "PAGE", "CHECKED", "SOURCE"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + "  ".join(row[3:]))
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + "  ".join(row[4:]))
+
+
+async def _check_providers(config: Config, providers: list[Provider]) -> int:
+    """--check-providers: one line an entry on stdout, in catalogue order; 0 only if all are OK."""
+    budget = BodyBudget(config.body_budget_bytes, config.max_body_bytes)
+    async with make_client(config) as client:
+
+        async def get(url: str) -> Answer:
+            try:
+                async with budget.lease() as lease:
+                    result = await fetch(
+                        client, conditional_get(client, httpx.URL(url), FeedRecord(url=url)),
+                        config.max_body_bytes, config.request_timeout * 1.5, lease,
+                    )
+            except (FetchError, httpx.InvalidURL) as exc:
+                raise Unreachable(str(exc)) from None
+            return Answer(result.status, result.body, result.url or url)
+
+        results = await check_providers(providers, get, config.concurrency)
+    print(HEADER)
+    for result in results:
+        print(result.line(), flush=True)
+    failed = [r for r in results if r.verdict != OK]
+    print(f"{len(results) - len(failed)} of {len(results)} OK", file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -346,17 +571,51 @@ async def _test_notify(config: Config) -> int:
     return 0 if all(result.delivered for result in results) else 1
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
+class HistoryError(Exception):
+    """`--history` was asked for something the state file does not have."""
+
+
+async def print_history(config: Config, provider: str | None, since: datetime | None) -> None:
+    """`--history`: the stored events, oldest first, in the output format; `since` applies
+    to the time printed (when the provider posted the update, else when it was received).
+    Reads the state file without locking or creating it, so it runs beside a monitor.
+    Raises StateError, or HistoryError for a provider with no events that is not configured."""
+    store = open_store(config.state_path, read_only=True)
+    await store.open()
+    try:
+        stored = await store.list_events(provider=provider, limit=1_000_000, oldest_first=True)
+        if provider and not stored and provider.casefold() not in {f.name.casefold() for f in config.feeds}:
+            known = await store.event_providers()
+            close = difflib.get_close_matches(provider.casefold(), [k.casefold() for k in known], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(k) for k in known if k.casefold() in close)}?" if close else ""
+            listed = ", ".join(known) if known else "none yet"
+            raise HistoryError(f"--provider {provider!r}: no stored events{hint} (providers with events: {listed})")
+        output = StreamOutput(config.json_output)
+        for event in (s.event for s in stored):
+            printed_time = event.occurred_at or event.received_at
+            if since is None or (printed_time is not None and printed_time >= since):
+                output.emit(event)
+    finally:
+        await store.close()
+
+
+async def _run(config: Config, args: argparse.Namespace, load: Callable[[], Config]) -> int:
     if args.test_notify:
         return await _test_notify(config)
-    monitor = Monitor(config)
+    if args.history:
+        try:
+            await print_history(config, args.provider, args.since)
+        except (StateError, HistoryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    monitor = Monitor(config, reload_config=load)
     try:
         await monitor.open()
         try:
-            if args.history:
-                await monitor.print_history(args.provider, args.since)
-            elif config.once:
-                await monitor.run_once()
+            if config.once:
+                if not await monitor.run_once():
+                    return 1
             else:
                 await monitor.start()
         finally:

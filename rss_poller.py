@@ -16,39 +16,55 @@ from datetime import datetime, timezone
 import httpx
 
 from event_handler import EventHandler
-from status_monitor.config import Config
+from status_monitor import __version__
+from status_monitor.config import Config, FeedConfig
 from status_monitor.model import utc_iso
-from status_monitor.reasons import plain_reason
 from status_monitor.redact import redact_url, remember_url_secrets, scrub
 from status_monitor.sources.apis import component_changes
 from status_monitor.sources.bodies import ACCEPT_ENCODING, BodyBudget, BodyError, Decoder, Lease, describe_size
-from status_monitor.sources.detect import DETECT, DetectError, detect, page_root, poll_targets
+from status_monitor.sources.detect import (
+    DETECT,
+    Answer,
+    DetectError,
+    detect,
+    origin,
+    page_root,
+    poll_targets,
+    probing,
+)
 from status_monitor.sources.feeds import FeedError, content_digest
 from status_monitor.sources.kinds import parse_source
-from status_monitor.sources.transport import AiohttpTransport
+from status_monitor.sources.transport import AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
 from status_monitor.storage import FeedRecord, Store
 
 log = logging.getLogger("monitor.poller")
 
-USER_AGENT = "status-page-monitor/1.0 (+https://github.com/; polite conditional GETs)"
+USER_AGENT = f"status-page-monitor/{__version__} (+https://github.com/; polite conditional GETs)"
 MAX_REDIRECTS = 5
-FAILING_AFTER = 3  # consecutive errors before a feed is reported failing
+# A source read in this run is "failing" after this many errors in a row (one blip is not
+# news); a source not read yet in this run is failing at its first error. This decides it
+# everywhere: the log, /stats, /health, the dashboard and --once's exit code.
+FAILING_AFTER = 3
 MAX_RETRY_AFTER = 3600.0
 # First polls are spread over at least 5 s, and at most FIRST_POLLS_PER_SECOND start each
 # second: thousands of feeds do not all wait on the concurrency limit at once.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
 _NO_BODY = httpx.ByteStream(b"")
+# Failures that point at this machine's network rather than at one provider.
+NETWORK_CATEGORIES = {"name resolution failed", "network unreachable", "connection refused", "timed out"}
 
 
 class FetchError(Exception):
     """The feed could not be fetched; the message is safe to log (no secrets). `kind` is
-    the class of error that metrics count."""
+    the class of error that metrics count; `category` the plain words that group failures
+    in the summary line ("name resolution failed")."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str, category: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.category = category or message
 
 
 @dataclass
@@ -58,6 +74,7 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     retry_after: float | None = None
+    url: str = ""  # where the answer came from when it was redirected
 
 
 def host_of(url: httpx.URL) -> str:
@@ -129,7 +146,6 @@ async def fetch(
     """One request, bounded in total time (`deadline`, seconds) and body size (`max_bytes`,
     decoded, stacked codings included: see sources.bodies); the body's memory is held under
     `lease`. Raises FetchError with a plain reason that names no URL."""
-    host = request.url.host
     try:
         async with asyncio.timeout(deadline):
             response = await client.send(request, stream=True)
@@ -140,6 +156,7 @@ async def fetch(
                     etag=headers.get("etag"),
                     last_modified=headers.get("last-modified"),
                     retry_after=_retry_after(headers.get("retry-after")),
+                    url=str(response.url) if response.history else "",
                 )
                 if response.status_code != 200:
                     return result
@@ -163,9 +180,19 @@ async def fetch(
         raise FetchError(str(exc), exc.kind) from None
     except TimeoutError:
         raise FetchError(f"no complete answer within {deadline:g} s", "timeout") from None
+    except httpx.TooManyRedirects:
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)", "redirects") from None
     except httpx.HTTPError as exc:
-        reason, kind = plain_reason(exc, host)
-        raise FetchError(reason, kind) from None
+        category, message = plain_reason(exc, exc.request.url if _has_request(exc) else request.url)
+        raise FetchError(message, "timeout" if isinstance(exc, httpx.TimeoutException) else "connection", category) from None
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request
+    except RuntimeError:  # httpx raises when the exception was made without one
+        return False
+    return True
 
 
 class FeedPoller:
@@ -192,17 +219,72 @@ class FeedPoller:
         self._running = False  # polls are scheduled by timers (not --once)
         self.feeds: dict[str, FeedStatus] = {}
         self.stats = PollerStats()
+        self._unpolled: set[str] | None = None  # sources not polled yet in this run; None once all were
 
     async def load(self) -> None:
+        self.feeds = await self._statuses(self._config.feeds)
+        self._unpolled = {url for url, status in self.feeds.items() if not status.record.gone}
+
+    async def _statuses(self, sources: tuple[FeedConfig, ...]) -> dict[str, FeedStatus]:
+        """A status for every URL the sources poll, with what the state file remembers of it."""
         records = await self._store.load_feeds()
         components = await self._store.load_components()
         remembered = await self._store.load_sources()
-        for feed in (target for source in self._config.feeds for target in poll_targets(source, remembered)):
+        statuses = {}
+        for feed in (target for source in sources for target in poll_targets(source, remembered)):
             remember_url_secrets(feed.url)
             record = records.get(feed.url)
             status = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
             status.components = components.get(feed.url, {})
-            self.feeds[feed.url] = status
+            statuses[feed.url] = status
+        return statuses
+
+    async def reconfigure(self, config: Config) -> tuple[list[str], list[str], list[str]]:
+        """A config reload. A source still configured keeps its status (so nothing is parsed or
+        announced again); a new one starts from what the state file remembers of it (a source
+        never seen is baselined at its first poll, as at a start); a removed one stops being
+        polled. Returns the names of the sources added, removed and changed."""
+        await self._store.flush()  # what the state file remembers includes this run's polls
+        wanted = await self._statuses(config.feeds)
+        added, removed, changed = [], [], []
+        for url in [url for url in self.feeds if url not in wanted]:
+            removed.append(self.feeds.pop(url).feed.name)
+            self._cancel_timer(url)
+        for url, fresh in wanted.items():
+            current = self.feeds.get(url)
+            if current is not None and current.feed.kind == fresh.feed.kind:
+                if current.feed != fresh.feed:
+                    changed.append(fresh.feed.name)
+                    sooner = config.feed_interval(fresh.feed) < self._config.feed_interval(current.feed)
+                    current.feed = fresh.feed
+                    if sooner and self._cancel_timer(url):  # not left waiting out the old interval
+                        self._schedule(current, random.uniform(0, FIRST_POLL_SPREAD))
+                continue
+            if current is not None:  # read differently now: its next parse is a baseline
+                self._cancel_timer(url)
+                fresh.known = False
+                changed.append(fresh.feed.name)
+            else:
+                added.append(fresh.feed.name)
+            self.feeds[url] = fresh
+            if self._running:
+                self._schedule(fresh, random.uniform(0, FIRST_POLL_SPREAD))
+        self._config = config
+        return added, removed, changed
+
+    def _cancel_timer(self, url: str) -> bool:
+        """Whether a poll was waiting and is no longer (False when it has started: once done
+        it schedules the next itself)."""
+        timer = self._timers.pop(url, None)
+        if timer is None:
+            return False
+        waiting = timer.when() > asyncio.get_running_loop().time()
+        timer.cancel()
+        return waiting
+
+    @property
+    def failing(self) -> list[FeedStatus]:
+        return [status for status in self.feeds.values() if status.failing]
 
     async def poll_all(self) -> None:
         """Polls every feed once, concurrently (for --once): `concurrency` workers share the
@@ -328,33 +410,65 @@ class FeedPoller:
                     self.stats.latency.observe(time.perf_counter() - started)
                 silent = await self._process(status, result, sent_validators)
             except FetchError as exc:
-                self._failed(status, str(exc), None, exc.kind)
+                self._failed(status, str(exc), None, exc.kind, exc.category)
             except FeedError as exc:
-                self._failed(status, str(exc), record.last_status, "parse")
+                self._failed(status, str(exc), record.last_status, "parse", "not a readable feed")
             except Exception:
                 log.exception("feed %s: unexpected error", feed.name)
                 self._failed(status, "internal error (see the log)", record.last_status, "internal")
         record.last_polled_at = utc_iso(datetime.now(timezone.utc))
         await self._store.save_feed(record, silent)
+        self._first_polled(status)
+
+    def _first_polled(self, status: FeedStatus) -> None:
+        """Once every source has been polled in this run, one line sums up how they are."""
+        if self._unpolled is None:
+            return
+        self._unpolled.discard(status.feed.url)
+        if not self._unpolled:
+            self._unpolled = None
+            line = self.summary()
+            (log.warning if self.failing else log.info)("%s", line)
+
+    def summary(self) -> str:
+        """`10 sources: 3 ok, 7 failing (name resolution failed: 7)`."""
+        live = [s for s in self.feeds.values() if not s.record.gone]
+        failing = [s for s in live if s.failing]
+        categories = Counter(s.category or "error" for s in failing)
+        line = f"{len(live)} source{'' if len(live) == 1 else 's'}: {len(live) - len(failing)} ok"
+        if failing:
+            line += f", {len(failing)} failing (" + ", ".join(f"{c}: {n}" for c, n in categories.most_common()) + ")"
+            if len(failing) == len(live) > 1 and set(categories) <= NETWORK_CATEGORIES:
+                line += "; can this machine reach the internet (DNS, proxy, firewall)?"
+        return line
 
     async def _detect(self, status: FeedStatus, lease: Lease) -> None:
         """Finds what a page root offers; its feeds then replace it and are polled at once.
         A failure counts as a poll error, so detection is retried with the usual backoff."""
         deadline = self._config.request_timeout * 1.5
 
-        async def get(url: str) -> tuple[int, bytes]:
+        async def get(url: str) -> Answer:
             request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
             result = await fetch(self._client, request, self._config.max_body_bytes, deadline, lease)
-            return result.status, result.body
+            return Answer(result.status, result.body, result.url or url)
 
         page = status.feed.url
         try:
-            found = await detect(status.feed, get)
-        except (DetectError, FetchError) as exc:
-            self._failed(status, f"detecting its source: {exc}", None, "detect")
+            detected = await detect(status.feed, probing(get, page, (FetchError,)))
+        except DetectError as exc:
+            self._failed(status, f"detecting its source: {exc}", None, "detect", "no source found")
             return
+        except FetchError as exc:
+            self._failed(status, f"detecting its source: {exc}", None, "detect", exc.category)
+            return
+        found = detected.feed
         await self._store.save_source(page, found.kind, found.url)
         targets = poll_targets(found)
+        if detected.moved_to:
+            log.warning(
+                "%s: %s redirects to %s (another host): polling it there; put the new address in the config",
+                status.feed.name, redact_url(page), redact_url(detected.moved_to),
+            )
         log.info(
             "%s: %s offers %s; polling %s", status.feed.name, redact_url(page), found.kind,
             ", ".join(redact_url(t.url) for t in targets),
@@ -363,6 +477,9 @@ class FeedPoller:
         for target in targets:
             remember_url_secrets(target.url)
             self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)
+            if self._unpolled is not None:
+                self._unpolled.add(target.url)
+            new.moved_to = detected.moved_to
             if self._running:
                 self._schedule(new, 0)
 
@@ -371,8 +488,14 @@ class FeedPoller:
         record.last_status = result.status
         if result.status == 304 and not sent_validators:
             reason = "answered 304 Not Modified to a request that sent no validators (a misbehaving cache?)"
-            self._failed(status, reason, 304, "http_304_unasked")
+            self._failed(status, reason, 304, "http_304_unasked", "304 without validators")
             return []
+        if result.url and status.moved_to != result.url and origin(result.url) != origin(feed.url):
+            status.moved_to = result.url
+            log.warning(
+                "feed %s (%s) redirects to %s (another host): followed; put the new address in the config",
+                feed.name, redact_url(feed.url), redact_url(result.url),
+            )
         if result.status == 304:
             self.stats.results["304"] += 1
             self._succeeded(status)
@@ -393,7 +516,7 @@ class FeedPoller:
                 host = host_of(status.url)
                 self._host_pause[host] = max(self._host_pause.get(host, 0.0), record.backoff_until)
                 reason += f" (every feed of {status.url.host})"
-            self._failed(status, reason, result.status, f"http_{result.status}")
+            self._failed(status, reason, result.status, f"http_{result.status}", f"HTTP {result.status}")
             return []
         digest = content_digest(result.body)
         silent: list[int] = []
@@ -425,19 +548,26 @@ class FeedPoller:
         status.last_success = time.time()
         status.record.consecutive_errors = 0
         status.record.backoff_until = None
-        status.last_error = None
+        status.last_error = status.category = None
         if status.failing:
             status.failing = False
-            log.warning("feed %s (%s) recovered", status.feed.name, redact_url(status.feed.url))
+            log.info("feed %s (%s) recovered", status.feed.name, redact_url(status.feed.url))
 
-    def _failed(self, status: FeedStatus, reason: str, http_status: int | None, kind: str) -> None:
+    def _failed(
+        self, status: FeedStatus, reason: str, http_status: int | None, kind: str, category: str | None = None
+    ) -> None:
         record = status.record
         record.last_status = http_status
         record.consecutive_errors += 1
-        status.last_error = scrub(reason)
+        status.last_error, status.category = scrub(reason), category or kind
         self.stats.results[kind] += 1
         log.debug("feed %s: %s", status.feed.name, reason)
-        if record.consecutive_errors >= FAILING_AFTER and not status.failing:
+        if status.failing:
+            return
+        if status.last_success is None:
+            status.failing = True
+            log.warning("feed %s (%s) cannot be read: %s (still retrying)", status.feed.name, redact_url(status.feed.url), reason)
+        elif record.consecutive_errors >= FAILING_AFTER:
             status.failing = True
             log.warning(
                 "feed %s (%s) is failing: %s (%d errors in a row; still retrying)",
@@ -457,6 +587,7 @@ class FeedPoller:
                 "last_error": s.last_error,
                 "gone": s.record.gone,
                 "entries": s.record.entries,
+                "moved_to": redact_url(s.moved_to) if s.moved_to else None,
             }
             for s in self.feeds.values()
         ]

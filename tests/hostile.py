@@ -57,7 +57,7 @@ REASONS = {
     "gzip-gzip-bomb": "gzip body larger than 5 MiB when decompressed",
     "endless": "body larger than 5 MiB",
     "drip": "no complete answer within 3 s",
-    "redirect-loop": "too many redirects (a redirect loop?)",
+    "redirect-loop": "more than 5 redirects (a redirect loop?)",
     "laughs": "XML entity expansion refused (the document declares entities)",
     "quadratic": "XML entity expansion refused (the document declares entities)",
     "huge-length": "body of 4 GiB announced, larger than 5 MiB",

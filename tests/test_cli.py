@@ -64,7 +64,7 @@ def test_once_text_format(tmp_path, fixture_feeds):
     result = run_main("--config", config, "--once", "--state", ":memory:", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
-        "[2025-10-20 09:43:12] Provider: OpenAI | Product: Login\n"
+        "[2025-10-20 09:43:12 UTC] Provider: OpenAI | Product: Login\n"
         "Status: Monitoring - We seeing recovery on impacted services, and we are monitoring.\n"
         "Incident: Single Sign On (SSO) login issues https://status.openai.com/incidents/01K80CBJD5Z64DF82KGT3K3QE0\n"
         "\n"
@@ -78,22 +78,23 @@ def test_replay_flag_prints_history(tmp_path, fixture_feeds):
     assert len(result.stdout.splitlines()) == 81
 
 
-def test_failed_feed_is_reported_on_stderr_and_once_still_exits_zero(tmp_path, feeds, fixture_feeds):
+def test_failed_feed_is_reported_on_stderr_and_once_exits_one(tmp_path, feeds, fixture_feeds):
     feeds.set("/broken.rss", b"<html>oops</html>", content_type="text/html")
     config = write_config(tmp_path, [("Broken", feeds.url("/broken.rss")), fixture_feeds[1]])
     result = run_main("--config", config, "--once", "--json", "--state", ":memory:", cwd=tmp_path)
-    assert result.returncode == 0
-    assert len(result.stdout.splitlines()) == 1
+    assert result.returncode == 1  # a cron job can tell: a source was not read
+    assert len(result.stdout.splitlines()) == 1  # what was read is still printed
     assert "Broken" in result.stderr and "not an RSS or Atom" in result.stderr
+    assert "2 sources: 1 ok, 1 failing (not a readable feed: 1)" in result.stderr
 
 
 @pytest.mark.parametrize(
     "content, expected",
     [
         ("interval = [1\n", "invalid TOML"),
-        ('[[feeds]]\nname = "GitHub"\n', "feed #1 ('GitHub'): url: missing"),
-        ('[[feeds]]\nname = "GitHub"\nurl = "https://x.test/feed"\ncolour = "red"\n', "feed #1 ('GitHub'): colour: unknown key"),
-        ('[[feeds]]\nname = "GitHub"\nurl = "https://x.test/feed"\ninterval = 0\n', "feed #1 ('GitHub'): interval: must be a positive"),
+        ('[[feeds]]\nname = "GitHub"\n', "feeds[1] ('GitHub').url: missing"),
+        ('[[feeds]]\nname = "GitHub"\nurl = "https://x.test/feed"\ncolour = "red"\n', "feeds[1] ('GitHub').colour: unknown key"),
+        ('[[feeds]]\nname = "GitHub"\nurl = "https://x.test/feed"\ninterval = 0\n', "feeds[1] ('GitHub').interval: must be a positive"),
         ('[[feeds]]\nname = "GitHub"\nurl = "ftp://x.test/feed"\n', "url: must be an http"),
         ('[[feeds]]\nname = "A"\nurl = "https://x.test/feed"\nkind = "rss"\n', "kind"),
         ("interval = -3\n", "interval: must be a positive"),

@@ -287,9 +287,9 @@ def test_a_url_apprise_cannot_use_stops_start_up_without_echoing_it(tmp_path):
     path.write_text('[[notify]]\nurls = ["nosuchservice://t0psecret@x"]\n')
     result = run_main("--config", str(path), "--once", cwd=tmp_path)
     assert result.returncode == 2
-    assert "notify #1: url #1 is not a notification URL" in result.stderr and "t0psecret" not in result.stderr
+    assert "notify[1].urls[1]: not a notification URL" in result.stderr and "t0psecret" not in result.stderr
     env = run_main("--once", cwd=tmp_path, env={"NOTIFY_URLS": "json://ok.example nosuchservice://t0psecret"})
-    assert env.returncode == 2 and "NOTIFY_URLS: url #2" in env.stderr and "t0psecret" not in env.stderr
+    assert env.returncode == 2 and "NOTIFY_URLS[2]: not a notification URL" in env.stderr and "t0psecret" not in env.stderr
 
 
 # --- metrics ---

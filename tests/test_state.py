@@ -54,17 +54,40 @@ def write_feeds_config(tmp_path, feeds, paths, extra="") -> str:
 
 # --- the state file itself ---
 
-def test_default_state_file_is_in_the_current_folder_and_named(tmp_path):
-    result = run_main("--history", cwd=tmp_path)
-    assert result.returncode == 0
+def create_state(path) -> None:
+    """An empty state file of this version, as a monitor's first start leaves it."""
+    async def create() -> None:
+        store = open_store(str(path))
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+
+
+def test_default_state_file_is_in_the_current_folder_and_named(tmp_path, feeds):
+    feeds.set("/azure.rss", feed("azure_status_feed_empty.rss"))
+    config = write_feeds_config(tmp_path, feeds, ["/azure.rss"])
+    result = run_main("--config", config, "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert (tmp_path / "monitor.db").exists()
     assert "state in monitor.db" in result.stderr
 
 
-def test_missing_folder_is_created(tmp_path):
+def test_missing_folder_is_created(tmp_path, feeds):
+    feeds.set("/azure.rss", feed("azure_status_feed_empty.rss"))
     path = tmp_path / "a" / "b" / "state.db"
-    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0
+    config = write_feeds_config(tmp_path, feeds, ["/azure.rss"])
+    assert run_main("--config", config, "--once", "--state", str(path), cwd=tmp_path).returncode == 0
     assert path.exists()
+
+
+def test_history_never_creates_a_state_file(tmp_path):
+    result = run_main("--history", "--state", "mistyped/monitr.db", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "state file mistyped/monitr.db: does not exist (a mistyped --state?" in result.stderr
+    again = run_main("--history", cwd=tmp_path)
+    assert again.returncode == 2 and "state file monitor.db: does not exist" in again.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def _refused(tmp_path, path, expected: str) -> None:
@@ -85,7 +108,7 @@ def test_foreign_database_text_file_and_newer_schema_are_refused(tmp_path):
     text.write_text("these are my notes, not a database\n" * 100)
     _refused(tmp_path, text, "not a usable SQLite database")
     newer = tmp_path / "newer.db"
-    assert run_main("--history", "--state", str(newer), cwd=tmp_path).returncode == 0
+    create_state(newer)
     with closing(sqlite3.connect(newer, isolation_level=None)) as db:
         db.execute("PRAGMA user_version = 99")
     _refused(tmp_path, newer, "newer version")
@@ -93,12 +116,13 @@ def test_foreign_database_text_file_and_newer_schema_are_refused(tmp_path):
 
 def test_a_file_of_the_previous_schema_is_upgraded_in_place(tmp_path):
     path = tmp_path / "v1.db"
-    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0
+    create_state(path)
     with closing(sqlite3.connect(path, isolation_level=None)) as db:  # as schema 1 left it
         db.execute("DROP TABLE outbox")
         db.execute("INSERT INTO seen VALUES (42, 0)")
         db.execute("PRAGMA user_version = 1")
-    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0
+    assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 0  # readable as it is
+    create_state(path)
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
@@ -112,7 +136,7 @@ def test_corrupt_database_is_refused(tmp_path):
         db.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 200)
     assert run_main("--history", "--state", str(path), cwd=tmp_path).returncode == 2  # foreign: refused as is
     ours = tmp_path / "ours.db"
-    assert run_main("--history", "--state", str(ours), cwd=tmp_path).returncode == 0
+    create_state(ours)
     with closing(sqlite3.connect(ours)) as db, db:
         db.executemany("INSERT INTO events (key, provider, source, received_at, body) VALUES (?, 'p', 'rss', '', ?)",
                        [(f"key-{i}", "x" * 200) for i in range(2000)])
@@ -122,14 +146,16 @@ def test_corrupt_database_is_refused(tmp_path):
     _refused(tmp_path, ours, "not a usable SQLite database")
 
 
-def test_read_only_folder_gives_a_clear_error(tmp_path):
+def test_read_only_folder_gives_a_clear_error(tmp_path, feeds):
+    feeds.set("/azure.rss", feed("azure_status_feed_empty.rss"))
+    config = write_feeds_config(tmp_path, feeds, ["/azure.rss"])
     folder = tmp_path / "ro"
     folder.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a read-only file system here: {mounted.stderr.decode().strip()}")
     try:
-        result = run_main("--history", "--state", str(folder / "state.db"), cwd=tmp_path)
+        result = run_main("--config", config, "--once", "--state", str(folder / "state.db"), cwd=tmp_path)
     finally:
         subprocess.run(["umount", str(folder)], check=True)
     assert result.returncode == 2
@@ -220,11 +246,36 @@ def test_history_prints_stored_events_with_filters(tmp_path, feeds):
     assert history.returncode == 0
     assert sorted(history.stdout.splitlines()) == sorted(first.stdout.splitlines())
     only = run_main("--history", "--provider", "openai.rss", cwd=tmp_path)
-    assert only.stdout.startswith("[2025-10-20 09:43:12] Provider: openai.rss") and only.stdout.count("Provider:") == 1
+    assert only.stdout.startswith("[2025-10-20 09:43:12 UTC] Provider: openai.rss") and only.stdout.count("Provider:") == 1
     later = run_main("--history", "--since", (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat(), cwd=tmp_path)
     assert later.stdout == ""
     bad = run_main("--history", "--since", "last tuesday", cwd=tmp_path)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_a_second_monitor_on_the_same_state_file_is_refused_and_history_still_reads(tmp_path, feeds):
+    feeds.set("/github.atom", feed("statuspage_github_history_snapshot_2026-07-09.atom"))
+    config = write_feeds_config(tmp_path, feeds, ["/github.atom"], extra="interval = 60")
+    port = free_port()
+    first = start_main("--config", config, "--port", str(port), "--json", cwd=tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        deadline = time.monotonic() + 10
+        while not run_main("--history", cwd=tmp_path).stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for args in (["--once"], ["--port", str(free_port())]):
+            second = run_main("--config", config, *args, cwd=tmp_path)
+            assert second.returncode == 2, second.stderr
+            assert f"state file monitor.db: in use by another monitor (pid {first.pid}); stop it first" in second.stderr
+            assert second.stdout == ""
+        history = run_main("--history", cwd=tmp_path)
+        assert history.returncode == 0 and "Delays starting Actions runs" in history.stdout
+    finally:
+        first.kill()  # a monitor that dies without cleaning up leaves no lock behind
+        first.communicate(timeout=10)
+    feeds.set("/github.atom", feed("statuspage_github_history_snapshot_2026-07-10.atom"))
+    after = run_main("--config", config, "--once", "--json", cwd=tmp_path)
+    assert after.returncode == 0 and len(after.stdout.splitlines()) == 11
 
 
 # --- restarts, signals, crashes ---

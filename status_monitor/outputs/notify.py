@@ -179,15 +179,48 @@ class Notifier:
         self._retry_for = config.notify_retry_for
         self.targets: dict[str, Target] = {}
         self._routes: list[tuple[NotifyRoute, list[str]]] = []
+        self._queues: dict[str, deque[OutboxItem]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._started = False
+        self._set_routes(config)
+
+    def _set_routes(self, config: Config) -> None:
+        """The routes, and a target (with its queue) for every URL they name; a target already
+        known keeps its counters and queue."""
+        self._routes = []
         for route in config.notify:
             ids = [target_id(url) for url in route.urls]
             for tid, url in zip(ids, route.urls):
                 if tid not in self.targets:
                     self.targets[tid] = Target(url)
+                    self._queues[tid], self._wakeups[tid] = deque(), asyncio.Event()
             self._routes.append((route, ids))
-        self._queues: dict[str, deque[OutboxItem]] = {tid: deque() for tid in self.targets}
-        self._wakeups: dict[str, asyncio.Event] = {tid: asyncio.Event() for tid in self.targets}
-        self._workers: list[asyncio.Task] = []
+
+    async def reconfigure(self, config: Config) -> None:
+        """A config reload: new routes and targets start at once; a removed target's worker
+        stops and its unsent notifications are dropped with a warning, as at a start."""
+        self._timeout, self._retry_for = config.notify_timeout, config.notify_retry_for
+        self._set_routes(config)
+        named = {tid for _, ids in self._routes for tid in ids}
+        for tid in [tid for tid in self.targets if tid not in named]:
+            target = self.targets.pop(tid)
+            worker = self._workers.pop(tid, None)
+            if worker is not None:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            dropped = list(self._queues.pop(tid))
+            del self._wakeups[tid]
+            if dropped:
+                log.warning("dropping %d unsent notifications for %s, no longer configured", len(dropped), target.label)
+                await self._store.remove_outbox(dropped)
+        if self._started:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        for tid, target in self.targets.items():
+            if tid not in self._workers:
+                self._workers[tid] = asyncio.create_task(self._work(target), name=f"notify {target.label}")
 
     def prepare(self, event: Event) -> list[OutboxItem]:
         """The sends an event calls for: one per target that any matching route names."""
@@ -201,6 +234,8 @@ class Notifier:
     def submit(self, items: list[OutboxItem]) -> None:
         """Queues sends already committed to the outbox."""
         for item in items:
+            if item.target not in self._queues:
+                continue  # removed by a reload meanwhile: the next start drops it, with a warning
             self._queues[item.target].append(item)
             self._wakeups[item.target].set()
 
@@ -229,7 +264,8 @@ class Notifier:
         self.submit([item for item in items if item.target in self.targets])
         if len(items) > len(orphans):
             log.info("%d notifications left unsent by the last run will be sent now", len(items) - len(orphans))
-        self._workers = [asyncio.create_task(self._work(target), name=f"notify {target.label}") for target in self.targets.values()]
+        self._started = True
+        self._start_workers()
 
     async def stop(self, grace: float) -> None:
         """Gives queued sends `grace` seconds, then stops; the rest stay in the outbox for the
@@ -237,9 +273,9 @@ class Notifier:
         deadline = time.monotonic() + grace
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for worker in self._workers:
+        for worker in self._workers.values():
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
         if self.pending:
             log.warning("%d notifications not sent yet: they will be sent on the next start", self.pending)
 

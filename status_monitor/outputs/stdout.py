@@ -13,7 +13,7 @@ from status_monitor.model import Event, utcnow
 
 def format_text(event: Event) -> str:
     when = (event.occurred_at or event.received_at or utcnow()).astimezone(timezone.utc)
-    head = f"[{when:%Y-%m-%d %H:%M:%S}] Provider: {event.provider}"
+    head = f"[{when:%Y-%m-%d %H:%M:%S} UTC] Provider: {event.provider}"
     if event.product:
         head += f" | Product: {event.product}"
     message = " ".join(event.message.split())

@@ -33,7 +33,11 @@ def read_json(body: bytes) -> Any:
 
 
 def page_name(document: Any) -> str:
-    return as_str(as_dict(as_dict(document).get("page")).get("name"))
+    """The page's name: `page.name`, or a Better Stack document's company name."""
+    page = as_dict(as_dict(document).get("page"))
+    if page:
+        return as_str(page.get("name"))
+    return as_str(as_dict(as_dict(as_dict(document).get("data")).get("attributes")).get("company_name"))
 
 
 def _incident_list(document: Any, key: str = "incidents") -> list[dict]:

@@ -249,6 +249,8 @@ def detect_kind(doc: Document) -> str:
     for entry in doc.entries[:5]:
         if _INCIDENTIO_ID.search(entry.link or entry.id):
             return "incidentio"
+        if STATUSIO_LINK.search(entry.link):
+            return "statusio"
         if _BLOCK_START.search(entry.content):
             return "statuspage"
     return "per-update"
@@ -297,6 +299,13 @@ _TZ_OFFSETS = {
 }
 _OFFSETS = {name: timedelta(hours=hours) for name, hours in _TZ_OFFSETS.items()}
 _NO_OFFSET = timedelta(0)
+
+
+def zone_offset(abbreviation: str) -> timedelta:
+    """A time zone abbreviation status pages print (PDT, CET, UTC) as its offset from UTC;
+    an unknown one as 0."""
+    return _OFFSETS.get(abbreviation.upper(), _NO_OFFSET)
+
 _TWO_DAYS = timedelta(days=2)
 _OPEN_STATUSPAGE = frozenset({"investigating", "identified", "monitoring", "in progress", "verifying"})
 
@@ -386,6 +395,8 @@ def _statuspage_incident(entry: Entry, provider: str) -> Incident:
 # --- incident.io: one item per incident, holding only its latest state ---
 
 _INCIDENTIO_ID = re.compile(r"/incidents/([0-9A-HJKMNP-TV-Z]{26})\b")
+# A status.io item's link names its page and the incident (or maintenance): see statusio.py.
+STATUSIO_LINK = re.compile(r"/pages/(?:incident|maintenance)/[0-9a-f]{24}/(?P<id>[0-9a-f]{24})")
 _INCIDENTIO_STATUS = re.compile(r"<b>\s*Status:\s*(?P<status>[^<]+?)\s*</b>", re.I)
 _INCIDENTIO_COMPONENTS = re.compile(r"<b>\s*Affected components\s*</b>(?P<list>.*)", re.I | re.S)
 _LIST_ITEM = re.compile(r"<li>(.*?)</li>", re.I | re.S)
@@ -435,10 +446,12 @@ def _incidentio_incident(entry: Entry, provider: str) -> Incident:
     return Incident(incident_id, [event], open=status.lower() != "resolved")
 
 
-# --- per-update feeds (AWS, Google Cloud, Azure, anything unknown): each entry an update ---
+# --- per-update feeds (AWS, Google Cloud, Azure, StatusCast, anything unknown): each entry an update ---
 
 _AWS_GUID = re.compile(r"#(?P<scope>[^#]+)_(?P<epoch>\d+)$")
 _GCP_ID = re.compile(r":feed:(?P<incident>[^.]+)\.")
+# StatusCast (Fastly): one item per post, guid "/<incident>/<post>" (Infrawrench's Fastly plugin, verified 2026-10)
+_STATUSCAST_GUID = re.compile(r"^/(?P<incident>\d+)/\d+$")
 _STATUS_PREFIX = re.compile(
     r"^\s*(?:\[(?P<bracket>[A-Za-z ]+)\]|(?P<word>RESOLVED|UPDATE|INVESTIGATING|IDENTIFIED|MONITORING|"
     r"Service is operating normally|Service impact|Service disruption|Informational message)\s*:)\s*",
@@ -463,12 +476,15 @@ def per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> 
     groups: dict[str, list[Event]] = {}
     for entry in entries:
         entry_id = entry.id or entry.link or digest(entry.content)
+        statuscast = _STATUSCAST_GUID.match(entry_id)
         if "://" not in entry_id and not entry_id.startswith("tag:"):
             entry_id = f"{feed_url}#{entry_id}"
         status, title = _status_from_title(html_to_text(entry.title))
         message = html_to_text(entry.content)
         aws, gcp = _AWS_GUID.search(entry_id), _GCP_ID.search(entry_id)
-        incident_id = aws["scope"] if aws else gcp["incident"] if gcp else entry_id
+        incident_id = (
+            aws["scope"] if aws else gcp["incident"] if gcp else statuscast["incident"] if statuscast else entry_id
+        )
         components = list(entry.tags)
         event = Event(
             provider=provider,

@@ -11,13 +11,14 @@ from array import array
 from typing import Any, Callable
 
 from status_monitor.model import Incident
-from status_monitor.sources import apis, feeds
+from status_monitor.sources import apis, betterstack, feeds, instatus, statusio
 from status_monitor.sources.feeds import Entry, FeedError, ParsedFeed
 
 # kind -> (entries, provider, feed URL) -> incidents
 FEED_KINDS: dict[str, Callable[[list[Entry], str, str], list[Incident]]] = {
     "statuspage": feeds.statuspage_incidents,
     "incidentio": feeds.incidentio_incidents,
+    "statusio": statusio.statusio_incidents,
     "per-update": feeds.per_update_incidents,
 }
 
@@ -27,6 +28,8 @@ API_KINDS: dict[str, Callable[[Any, str, str], list[Incident]]] = {
     "incidentio-api": apis.incidentio_incidents,
     "google-cloud-api": apis.google_cloud_incidents,
     "slack-api": apis.slack_incidents,
+    "betterstack-api": betterstack.betterstack_incidents,
+    "instatus-api": instatus.instatus_incidents,
 }
 
 # A Statuspage summary: component states, not incidents (see rss_poller's component events).

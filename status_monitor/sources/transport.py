@@ -5,12 +5,14 @@ scans every connection on every request, so at 100 concurrent polls it spends ab
 times the CPU of the request itself (encode/httpx issue 3215); aiohttp's pool does not.
 httpx still does redirects and timeouts' bookkeeping; bodies are decoded by the poller
 (`bodies`), within its caps. Every error is raised as an httpx one with aiohttp's (or
-the socket's) as its cause, for `status_monitor.reasons.plain_reason` to name.
+the socket's) as its cause, for `plain_reason` to name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from typing import AsyncIterator
 
@@ -95,3 +97,42 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def plain_reason(exc: BaseException, url: httpx.URL) -> tuple[str, str]:
+    """Why a request to `url` failed, in plain words: (category, message), e.g.
+    ("name resolution failed", "cannot resolve host status.openai.com"). The category, free
+    of names, groups failures in summaries; the message is for logs, /stats and the dashboard
+    and holds no secret (a host and port, never a path or query). Looks through the chain of
+    causes (httpx's exception wraps aiohttp's, which wraps the OSError)."""
+    host = url.host or "the server"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    chain = []
+    while exc is not None and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for cause in chain:  # aiohttp's reading of the answer, under httpx's RemoteProtocolError
+        if isinstance(cause, aiohttp.ClientPayloadError):
+            return "malformed response", f"{host} broke off the body (incomplete or malformed)"
+        if isinstance(cause, aiohttp.ClientResponseError):  # aiohttp says "400" for an answer it could not read
+            return "malformed response", f"malformed HTTP response from {host}"
+    for cause in chain:
+        if isinstance(cause, (aiohttp.ClientConnectorDNSError, socket.gaierror)):
+            return "name resolution failed", f"cannot resolve host {host}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            original = getattr(cause, "certificate_error", cause)  # aiohttp's wrapper keeps ssl's error
+            detail = getattr(original, "verify_message", None) or "not trusted"
+            return "TLS certificate not trusted", f"TLS certificate of {host} not trusted ({detail})"
+        if isinstance(cause, ssl.SSLError):
+            return "TLS failed", f"TLS handshake with {host} failed ({cause.reason or 'no reason given'})"
+        if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
+            return "connection refused", f"connection refused by {host}:{port}"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable", f"no route to {host}:{port} (network unreachable)"
+        if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
+            return "timed out", f"{host} did not answer in time"
+        if isinstance(cause, (aiohttp.ServerDisconnectedError, ConnectionResetError, httpx.RemoteProtocolError)):
+            return "connection dropped", f"{host} closed the connection before the answer was complete"
+        if isinstance(cause, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+            return "invalid URL", "not a valid http or https URL"
+    return "connection failed", f"cannot connect to {host}:{port} ({type(chain[0]).__name__})"

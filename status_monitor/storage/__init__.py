@@ -13,18 +13,20 @@ __all__ = ["DELIVERY_TTL", "FeedRecord", "OutboxItem", "StateError", "Store", "S
 
 # A `--state` URL scheme -> the backend that opens it. Any value that is not a URL is a
 # SQLite file path (":memory:" keeps nothing).
-BACKENDS: dict[str, Callable[[str], Store]] = {}
+# A backend is called with the location and `read_only`.
+BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
 
 
-def open_store(location: str) -> Store:
+def open_store(location: str, read_only: bool = False) -> Store:
     """The store for a `--state` value: `scheme://...` picks a backend from BACKENDS, any
-    other value is a SQLite file path. Raises StateError for a URL scheme no backend
-    handles. The store still needs `await store.open()`."""
+    other value is a SQLite file path. `read_only` (--history) reads what is there without
+    creating or claiming it. Raises StateError for a URL scheme no backend handles. The
+    store still needs `await store.open()`."""
     scheme, sep, _ = location.partition("://")
     if not sep:
-        return SQLiteStore(location)
+        return SQLiteStore(location, read_only)
     backend = BACKENDS.get(scheme.lower())
     if backend is None:
         known = ", ".join(sorted(BACKENDS)) or "none"
         raise StateError(f"state {scheme}://...: no storage backend for {scheme!r} (URL schemes known: {known})")
-    return backend(location)
+    return backend(location, read_only)

@@ -58,7 +58,9 @@ class Store(Protocol):
     path: str  # where the state lives, as the user gave it (never with a password)
 
     async def open(self) -> None:
-        """Creates or upgrades the state; raises StateError when it cannot be used."""
+        """Creates or upgrades the state, and makes this process its one writer; raises
+        StateError when it cannot be used or another monitor writes to it (naming that one).
+        A store opened read-only neither creates, upgrades nor claims the state."""
 
     async def close(self) -> None:
         """Writes what is pending and releases the state."""
@@ -84,6 +86,9 @@ class Store(Protocol):
     ) -> list[StoredEvent]:
         """The newest `limit` events that match (provider case-insensitively, `since` on the
         time received), newest or oldest first."""
+
+    async def event_providers(self) -> list[str]:
+        """The providers that have stored events, sorted by name (case ignored)."""
 
     async def events_after(self, event_id: int, limit: int) -> list[StoredEvent]:
         """The `limit` events stored right after `event_id`, oldest first: a resumed stream."""

@@ -12,8 +12,10 @@ automatic: a thread of their own runs them on a second connection, beside the wr
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import operator
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,10 +97,15 @@ _SAVE_FEED = f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) VALUES 
 
 
 class SQLiteStore:
-    """The `Store` on one SQLite file (see the module's docstring); ":memory:" keeps nothing."""
+    """The `Store` on one SQLite file (see the module's docstring); ":memory:" keeps nothing.
+    A writer (the default) holds `<path>.lock` while open, so a second monitor on the same
+    file is refused, naming the first one's pid; `read_only` (--history) takes no lock, and
+    never creates a file that does not exist."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        self._lock: int | None = None  # the lock file's descriptor while this store writes
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
         self._db: sqlite3.Connection | None = None
         self._pending_feeds: dict[str, FeedRecord] = {}
@@ -121,12 +128,43 @@ class SQLiteStore:
         await self._run(self._open)
 
     def _open(self) -> None:
+        if self.read_only and self.path != ":memory:":  # an empty memory database is no harm
+            self._db = self._open_read_only()
+            return
         if self.path != ":memory:":
             path = Path(self.path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateError(f"state file {self.path}: cannot create its folder ({exc.strerror})") from None
+            self._lock = _take_lock(self.path)
+        try:
+            self._db = self._open_writer()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        path = Path(self.path)
+        if not path.is_file():
+            raise StateError(
+                f"state file {self.path}: does not exist (a mistyped --state? the monitor creates it when it first runs)"
+            )
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+        try:
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            self._check(db)
+            db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StateError(f"state file {self.path}: not a usable SQLite database ({exc})") from None
+        except StateError:
+            db.close()
+            raise
+        return db
+
+    def _open_writer(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -152,7 +190,12 @@ class SQLiteStore:
         except StateError:
             db.close()
             raise
-        self._db = db
+        return db
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     def _check(self, db: sqlite3.Connection) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -174,6 +217,7 @@ class SQLiteStore:
                 await asyncio.get_running_loop().run_in_executor(self._checkpointer, self._checkpoint_db.close)
             await self._run(self._db.close)  # the last connection: SQLite checkpoints and removes the log
             self._db = None
+        self._release_lock()
         self._checkpointer.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
@@ -249,6 +293,11 @@ class SQLiteStore:
             (*params, limit),
         ).fetchall()
         return [_stored(*row) for row in rows]
+
+    async def event_providers(self) -> list[str]:
+        """The providers that have stored events, sorted by name (case ignored)."""
+        rows = await self._run(lambda: self.db.execute("SELECT DISTINCT provider FROM events").fetchall())
+        return sorted({row[0] for row in rows}, key=str.casefold)
 
     async def events_after(self, event_id: int, limit: int) -> list[StoredEvent]:
         """The `limit` events stored right after `event_id`, oldest first: a resumed stream."""
@@ -436,6 +485,28 @@ def _delivery_rows(delivery_id: str | None) -> list[tuple[str, float]]:
 def _seen_rows(hashes: Iterable[int]) -> list[tuple[int, float]]:
     now = time.time()
     return [(value, now) for value in hashes]
+
+
+def _take_lock(path: str) -> int:
+    """Locks `<path>.lock` for this process (flock: released when the process ends, however it
+    ends) and writes our pid in it. Raises StateError naming the pid that holds it."""
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(f"state file {path}: cannot create {lock_path} ({exc.strerror}); is its folder writable?") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StateError(
+            f"state file {path}: in use by another monitor (pid {holder}); stop it first, or give this one"
+            " its own --state (reading it with --history is fine)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _create(db: sqlite3.Connection) -> None:

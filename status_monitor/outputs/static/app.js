@@ -35,8 +35,19 @@ function age(iso) {
   return `${Math.floor(hours / 24)} days`;
 }
 
+// Only http(s) links become links: the monitor drops any other scheme, and the page checks again.
+function webUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch (error) {
+    return null;
+  }
+}
+
 function link(url, text) {
-  return url ? el("a", { href: url, textContent: text, rel: "noopener", target: "_blank" }) : text;
+  const href = url ? webUrl(url) : null;
+  return href ? el("a", { href, textContent: text, rel: "noopener noreferrer", target: "_blank" }) : text;
 }
 
 function renderIncident(incident) {
@@ -71,10 +82,20 @@ function stateText(provider) {
   return "✓ Operational";
 }
 
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function renderCard(provider) {
-  const card = el("li", { className: "card", dataset: { state: provider.state, provider: provider.name } });
+  const card = el("li", { className: "card", dataset: {
+    state: provider.state, provider: provider.name, failing: String(provider.failing_sources > 0) } });
   card.append(el("h3", {}, link(provider.page_url, provider.name)));
   card.append(el("p", { className: "state", textContent: stateText(provider) }));
+  if (provider.state === "incident" && provider.failing_sources) {
+    // What is shown may be out of date: say so beside the incident, not only at the bottom.
+    card.append(el("p", { className: "stale", textContent:
+      `⚠ ${plural(provider.failing_sources, "source", "sources")} failing: this may be out of date` }));
+  }
   for (const incident of provider.incidents) card.append(renderIncident(incident));
   if (provider.components.length) {
     card.append(el("p", { textContent: `Affected: ${provider.components.join(", ")}` }));
@@ -86,11 +107,23 @@ function renderCard(provider) {
 
 function renderProviders(providers) {
   $("providers").replaceChildren(...providers.map(renderCard));
+  // Failing sources lead: an open incident or "no incidents" says nothing about a provider
+  // whose source cannot be read.
   const open = providers.filter((p) => p.state === "incident").length;
   const unknown = providers.filter((p) => p.state === "unknown").length;
-  $("summary").textContent = (open
-    ? `${open} of ${providers.length} providers have an open incident`
-    : `No open incidents at ${providers.length} providers`) + (unknown ? ` · ${unknown} unreachable` : "");
+  const failing = providers.reduce((n, p) => n + p.failing_sources, 0);
+  const parts = [];
+  if (failing) {
+    const at = providers.filter((p) => p.failing_sources).length;
+    parts.push(`⚠ ${plural(failing, "source", "sources")} failing at ${plural(at, "provider", "providers")}`);
+  }
+  if (open) parts.push(`${open} of ${providers.length} providers have an open incident`);
+  else if (unknown === providers.length && unknown) parts.push("no provider could be read");
+  else if (unknown) parts.push(`no open incidents at the ${providers.length - unknown} providers read`);
+  else parts.push(`No open incidents at ${plural(providers.length, "provider", "providers")}`);
+  const summary = $("summary");
+  summary.textContent = parts.join(" · ");
+  summary.dataset.failing = String(failing > 0);
   const select = $("filter");
   const known = new Set([...select.options].map((o) => o.value));
   for (const p of providers) if (!known.has(p.name)) select.append(el("option", { value: p.name, textContent: p.name }));
@@ -124,6 +157,7 @@ function remember(event) {
 
 async function fetchJson(url) {
   const response = await fetch(url, { cache: "no-store" });
+  if (response.status === 401) location.assign("/login"); // an admin token is set, and this browser has no session
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
