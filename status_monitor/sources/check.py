@@ -25,7 +25,7 @@ from status_monitor.sources.detect import (
     poll_targets,
     probing,
 )
-from status_monitor.sources.feeds import FeedError
+from status_monitor.sources.readers import FeedError
 from status_monitor.sources.kinds import FEED_KINDS, parse_feed, parse_source
 
 OK, MOVED, MISMATCH, UNREACHABLE = "OK", "MOVED", "MISMATCH", "UNREACHABLE"
