@@ -31,7 +31,8 @@ from status_monitor.sources.detect import (
     poll_targets,
     probing,
 )
-from status_monitor.sources.feeds import FeedError, content_digest
+from status_monitor.sources.feeds import content_digest
+from status_monitor.sources.readers import FeedError
 from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats

@@ -1,10 +1,8 @@
-"""Pure feed parsing: a feed document goes in, incidents with their updates come out.
+"""Pure feed parsing: a feed's entries go in, incidents with their updates come out.
 
-Two readers turn bytes into plain `Entry` records: a fast one (a strict lxml tree, read
-directly) and feedparser, the tolerant fallback for documents the fast one refuses
-(malformed XML, RSS 1.0, other dialects). One function per feed family (FORMATS.md, part a) turns
-entries into incidents, whichever reader ran. Nothing here touches the network, the clock
-or any state.
+The readers (readers.py) turn bytes into plain `Entry` records; one function per feed family
+(FORMATS.md, part a) turns entries into incidents, whichever reader ran. Nothing here
+touches the network, the clock or any state.
 """
 
 from __future__ import annotations
@@ -12,13 +10,13 @@ from __future__ import annotations
 import calendar
 import re
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from status_monitor.model import Event, Incident
-from status_monitor.sources.readers import Document, Entry, FeedError, parse_time
+from status_monitor.sources.readers import Document, Entry
 from status_monitor.sources.text import digest, html_to_text
+
 
 @dataclass
 class ComponentState:

@@ -235,12 +235,27 @@ def _read_fast(body: bytes) -> Document:
 
 def _text(element: Any) -> str:
     """An element's text; markup, comments, processing instructions or entity references
-    inside it are left to feedparser."""
+    inside it, and text feedparser would rewrite, are left to feedparser."""
     if element is None:
         return ""
     if len(element):
         raise Declined("markup inside a text element")
-    return element.text or ""
+    value = element.text or ""
+    if not value.isascii() and _feedparser_rewrites(value.strip()):
+        raise Declined("text feedparser rewrites")
+    return value
+
+
+def _feedparser_rewrites(value: str) -> bool:
+    """feedparser (mixin.py, `pop`) maps C1 controls to their windows-1252 characters, and
+    re-decodes as UTF-8 text whose characters all fit in Latin-1 and form valid UTF-8
+    ("CafÃ©" becomes "Café")."""
+    if any("\x80" <= c <= "\x9f" for c in value):
+        return True
+    try:
+        return value.encode("latin-1").decode("utf-8") != value
+    except UnicodeError:
+        return False
 
 
 def _children(parent: Any, read: frozenset, ignored: frozenset) -> dict[str, list]:
@@ -277,7 +292,7 @@ def _rss_entry(item: Any) -> Entry:
         link = guid  # as feedparser does: a permalink guid is the item's link
     content = _text(_first(fields, _CONTENT_ENCODED)).strip() or _text(_first(fields, "description")).strip()
     date = _text(_first(fields, "pubDate")).strip() or _text(_first(fields, _DC_DATE)).strip()
-    tags = [term for term in (_text(c).strip() for c in fields.get("category", [])) if term]
+    tags = _unique(_text(c).strip() for c in fields.get("category", []))
     return Entry(guid, link, _text(_first(fields, "title")).strip(), content, _whole_seconds(parse_time(date)), tags)
 
 
@@ -290,9 +305,14 @@ def _atom_entry(entry: Any) -> Entry:
     link = alternates[0].get("href", "").strip() if alternates else entry_id  # feedparser: the id stands in
     content = _atom_content(_first(fields, _ATOM + "content")) or _atom_content(_first(fields, _ATOM + "summary"))
     date = _text(_first(fields, _ATOM + "published")).strip() or _text(_first(fields, _ATOM + "updated")).strip()
-    tags = [c.get("term").strip() for c in fields.get(_ATOM + "category", []) if (c.get("term") or "").strip()]
+    tags = _unique((c.get("term") or "").strip() for c in fields.get(_ATOM + "category", []))
     return Entry(entry_id, link, _atom_title(_first(fields, _ATOM + "title")), content,
                  _whole_seconds(parse_time(date)), tags)
+
+
+def _unique(terms: Any) -> list[str]:
+    """Categories as feedparser keeps them: each once, in order, the empty ones dropped."""
+    return [term for term in dict.fromkeys(terms) if term]
 
 
 def _atom_type(element: Any) -> str:
@@ -340,8 +360,8 @@ def _read_with_feedparser(body: bytes) -> Document:
                 link=e.get("link") or "",
                 title=_feedparser_plain(e.get("title_detail"), rss),
                 content=content,
-                published=_whole_seconds(parse_time(e.get("published") or e.get("updated"))),
-                tags=[t["term"].strip() for t in e.get("tags", []) if (t.get("term") or "").strip()],
+                published=_whole_seconds(parse_time(e.get("published") or dict.get(e, "updated"))),
+                tags=_unique((t.get("term") or "").strip() for t in e.get("tags", [])),
             )
         )
     return Document(_feedparser_plain(doc.feed.get("title_detail"), rss), doc.feed.get("generator", "") or "", entries)
