@@ -77,8 +77,12 @@ def read_document(body: bytes, reader: str = "auto", base_url: str = "", charset
             document = _read_with_feedparser(body)
     if base_url:
         for entry in document.entries:
-            entry.link = urljoin(base_url, entry.link) if entry.link else entry.link
+            if entry.link and not _ABSOLUTE.match(entry.link):
+                entry.link = urljoin(base_url, entry.link)
     return document
+
+
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # --- characters (RFC 7303 section 8; XML 1.0 appendix F) ---
@@ -246,11 +250,17 @@ def _text(element: Any) -> str:
     return value
 
 
+_LATIN1_HIGH = re.compile("[\x80-\xff]")
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
 def _feedparser_rewrites(value: str) -> bool:
     """feedparser (mixin.py, `pop`) maps C1 controls to their windows-1252 characters, and
     re-decodes as UTF-8 text whose characters all fit in Latin-1 and form valid UTF-8
     ("CafÃ©" becomes "Café")."""
-    if any("\x80" <= c <= "\x9f" for c in value):
+    if not _LATIN1_HIGH.search(value):
+        return False
+    if _C1_CONTROL.search(value):
         return True
     try:
         return value.encode("latin-1").decode("utf-8") != value
