@@ -337,3 +337,30 @@ def test_guids_moving_to_https_announce_nothing_again(tmp_path, change):
         assert await monitor.incidents(again) == []
 
     scenario(tmp_path, steps)
+
+
+# --- what identity does not survive (README, Limits), and the upgrade ---
+
+def test_time_and_text_both_edited_between_two_polls_is_announced_again(tmp_path):
+    both = [*DAY1[:2], ("Update", "17:20", "The mitigation is rolled out."), DAY1[3]]
+
+    async def steps(monitor):
+        await monitor.feed(statuspage_feed(DAY1))
+        assert said(await monitor.feed(statuspage_feed(both))) == ["The mitigation is rolled out."]
+
+    scenario(tmp_path, steps)
+
+
+def test_a_state_written_by_the_previous_version_re_announces_nothing(tmp_path):
+    """The previous version recorded one key a block: (ordinal, label, displayed time)."""
+    async def steps(monitor):
+        legacy = [u.keys[-1] for i in parse_feed(statuspage_feed(DAY1), "GitHub", "u").incidents for u in i.updates]
+        assert all(key.startswith(f"statuspage:{CODE}:") for key in legacy)
+        await monitor.store.add_keys(legacy)
+        await monitor.store.close()
+        upgraded = await Monitor(str(tmp_path / "state.db")).open()
+        assert await upgraded.feed(statuspage_feed(DAY1)) == []
+        assert await upgraded.feed(statuspage_feed(DAY2)) == []
+        monitor.store = upgraded.store
+
+    scenario(tmp_path, steps)
