@@ -4,19 +4,22 @@ both read is what the document means: characters (RFC 7303), times, links and te
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
 import pytest
-from conftest import FIXTURES, feed
+from conftest import FIXTURES, feed, fixture_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from status_monitor.sources import readers
-from status_monitor.sources.kinds import parse_feed
+from status_monitor.sources.kinds import parse_feed, parse_source
 from status_monitor.sources.readers import Declined, FeedError, read_document
 from status_monitor.sources.text import html_to_text
+from status_monitor.webhooks.payloads import PayloadError, generic_events, incidentio_events
 
 FEEDS = sorted(p.name for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".rss", ".atom"))
 # Google Cloud's summaries hold unescaped markup: the fast reader leaves them to feedparser.
@@ -118,6 +121,8 @@ CONSTRUCTS = {
     "a guid without a link": (rss(item("<title>t</title><guid>https://x.test/i/1</guid>")), None),
     "a guid that is not a permalink, without a link": (rss(item('<title>t</title><guid isPermaLink="false">https://x.test/i/1</guid>')), None),
     "an Atom entry without a link": (atom("<entry><id>tag:x.test,2026:1</id><title>t</title><updated>2026-11-30T10:00:00Z</updated></entry>"), None),
+    "an invalid byte in UTF-8": (rss(item("<title>Zürich</title><guid>g1</guid><description>Paiement échoué</description>")).replace(
+        "échoué".encode(), b"\xe9chou\xc3\xa9"), "Paiement \ufffdchoué"),
     "undefined HTML entities": (rss(item("<title>Disk&nbsp;full &mdash; db</title><guid>g1</guid><description>a&hellip;b</description>")), "a\u2026b"),
     "entities in CDATA are text": (rss(item("<title>t</title><guid>g1</guid><description><![CDATA[a&nbsp;b]]></description>")), "a b"),
     "an Atom title of type html": (atom(ENTRY.replace("<title>Disk full</title>", '<title type="html">Disk &lt;b&gt;full&lt;/b&gt;</title>').format("")), None),
@@ -330,10 +335,31 @@ def test_incidentio_keys_do_not_move_with_the_machine_zone(local_zone):
     assert keys == utc
 
 
-def test_fixtures_give_the_same_events_in_every_zone(local_zone):
+def keys_and_times(local_zone: str | None) -> list:
+    """Every key and time the parsers give for every feed, API and webhook fixture."""
+    found = []
     for name in FEEDS:
-        events = parse_feed(feed(name), "P", "u").incidents
-        assert all(u.occurred_at is None or u.occurred_at.utcoffset().total_seconds() == 0 for i in events for u in i.updates)
+        found += [(u.keys, u.occurred_at) for i in parse_feed(feed(name), "P", "u").incidents for u in i.updates]
+    for kind, name in [("statuspage-api", "statuspage_github_incidents.json"), ("incidentio-api", "incidentio_openai_incidents_subset.json"),
+                       ("google-cloud-api", "gcp_incidents.json"), ("slack-api", "slack_history.json")]:
+        found += [(u.keys, u.occurred_at) for i in parse_source(feed(name), "P", "https://x.test/api/v2/x.json", kind).incidents
+                  for u in i.updates]
+    for name in sorted(p.name for p in (FIXTURES / "webhooks").iterdir() if p.suffix == ".json"):
+        body = json.loads(fixture_bytes(f"webhooks/{name}"))
+        try:
+            events = incidentio_events(body, "d") if name.startswith("incidentio") else generic_events("P", body)
+        except PayloadError:
+            continue
+        found += [(e.keys, e.occurred_at) for e in events]
+    return found
+
+
+def test_every_source_gives_the_same_keys_and_times_in_every_zone(local_zone):
+    here = keys_and_times(local_zone)
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    assert here == keys_and_times(None)
+    assert len(here) > 300
 
 
 @pytest.mark.parametrize("reader", ["auto", "feedparser"])
