@@ -57,7 +57,7 @@ def test_an_atom_text_construct_of_type_text_is_plain_text(reader, text):
 @pytest.mark.parametrize("description, message", [
     (html.escape(f"<p>{html.escape(BUILDS)}</p>"), BUILDS),  # HTML that says "<ubuntu-24>" as text
     (html.escape(f"<p>{UPLOADS}</p>"), UPLOADS),  # "<1" opens no tag in HTML
-    (f"<![CDATA[<p>Disk <b>full</b> on <i>db-1</i></p><p>Second line</p>]]>", "Disk full on db-1\nSecond line"),
+    ("<![CDATA[<p>Disk <b>full</b> on <i>db-1</i></p><p>Second line</p>]]>", "Disk full on db-1\nSecond line"),
     ("a&amp;nbsp;b &amp;mdash; c", "a b \u2014 c"),  # white space made regular, as everywhere
 ])
 def test_declared_html_is_converted_keeping_every_word(reader, description, message):
