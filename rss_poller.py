@@ -32,8 +32,9 @@ from status_monitor.sources.detect import (
     poll_targets,
     probing,
 )
-from status_monitor.sources.feeds import FeedError, content_digest
+from status_monitor.sources.feeds import content_digest
 from status_monitor.sources.kinds import parse_source
+from status_monitor.sources.readers import FeedError
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
 from status_monitor.storage import FeedRecord, Store
@@ -75,6 +76,7 @@ class FetchResult:
     last_modified: str | None = None
     retry_after: float | None = None
     url: str = ""  # where the answer came from when it was redirected
+    charset: str | None = None  # the Content-Type's charset parameter (RFC 7303 section 8)
 
 
 def host_of(url: httpx.URL) -> str:
@@ -126,6 +128,15 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), MAX_RETRY_AFTER))
 
 
+def _charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type value (RFC 9110 section 8.3), if any."""
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
 def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecord) -> httpx.Request:
     """The poll's request, with the validators of the last accepted 200. Built from the
     client's parts directly: `client.build_request` merged cookies, parameters and headers
@@ -157,6 +168,7 @@ async def fetch(
                     last_modified=headers.get("last-modified"),
                     retry_after=_retry_after(headers.get("retry-after")),
                     url=str(response.url) if response.history else "",
+                    charset=_charset(headers.get("content-type")),
                 )
                 if response.status_code != 200:
                     return result
@@ -524,7 +536,8 @@ class FeedPoller:
             self.stats.unchanged_total += 1
         else:
             parsed = await asyncio.get_running_loop().run_in_executor(
-                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind, status.fingerprints
+                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind, status.fingerprints,
+                result.url, result.charset,
             )
             if parsed.components is not None:
                 changes = component_changes(feed.name, page_root(feed.url), status.components, parsed.components)

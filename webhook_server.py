@@ -8,6 +8,7 @@ a 2xx means the event was printed and recorded.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import time
 from datetime import datetime, timezone
@@ -225,8 +226,10 @@ async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
 
 
 def _parse_json(body: bytes) -> Any:
+    """The JSON of a body whose signature was verified over its raw bytes. A UTF-8 byte
+    order mark before it is ignored, as RFC 8259 section 8.1 allows."""
     try:
-        return orjson.loads(body.decode("utf-8"))
+        return orjson.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8", "bad_encoding") from None
     except (ValueError, RecursionError):

@@ -21,8 +21,8 @@ from feedserver import FeedServer
 from status_monitor.config import FeedConfig
 from status_monitor.sources.catalogue import CatalogueError, load_catalogue, merged_catalogue
 from status_monitor.sources.detect import api_kind, names_a_feed, poll_targets
-from status_monitor.sources.feeds import FeedError
 from status_monitor.sources.kinds import parse_feed, parse_source
+from status_monitor.sources.readers import FeedError
 
 STATUSIO_CLOSED = "statusio_docker_history_2026-06-24.rss"
 STATUSIO_OPEN = "statusio_docker_history_2026-04-21_open.rss"

@@ -22,8 +22,9 @@ from status_monitor.config import FeedConfig
 from status_monitor.sources.apis import component_changes, statuspage_incident
 from status_monitor.sources.catalogue import CATALOGUE_PATH, DEFAULT_PROVIDERS, CatalogueError, load_catalogue, lookup
 from status_monitor.sources.detect import advertised_feeds, api_kind, page_root, poll_targets
-from status_monitor.sources.feeds import ComponentState, FeedError
+from status_monitor.sources.feeds import ComponentState
 from status_monitor.sources.kinds import parse_feed, parse_source
+from status_monitor.sources.readers import FeedError
 from status_monitor.webhooks.payloads import generic_events
 
 GITHUB_INCIDENTS = "statuspage_github_incidents.json"

@@ -10,7 +10,8 @@ from typing import Any
 
 from status_monitor.model import Event, Incident
 from status_monitor.sources.apis import as_dict, as_list, as_str
-from status_monitor.sources.feeds import FeedError, html_to_text, parse_time
+from status_monitor.sources.readers import FeedError, parse_time
+from status_monitor.sources.text import html_to_text
 
 _STATUS = {"downtime": "Downtime", "degraded": "Degraded", "maintenance": "Maintenance", "resolved": "Resolved"}
 _IMPACT = {"downtime": "major", "degraded": "minor"}

@@ -25,8 +25,8 @@ from status_monitor.sources.detect import (
     poll_targets,
     probing,
 )
-from status_monitor.sources.feeds import FeedError
 from status_monitor.sources.kinds import FEED_KINDS, parse_feed, parse_source
+from status_monitor.sources.readers import FeedError
 
 OK, MOVED, MISMATCH, UNREACHABLE = "OK", "MOVED", "MISMATCH", "UNREACHABLE"
 

@@ -13,8 +13,8 @@ from urllib.parse import urljoin, urlsplit
 
 from status_monitor.config import FeedConfig
 from status_monitor.sources.apis import as_dict
-from status_monitor.sources.feeds import FeedError
 from status_monitor.sources.kinds import parse_feed
+from status_monitor.sources.readers import FeedError
 
 DETECT = "detect"  # the kind of a page whose source is not known yet
 API = "/api/v2"

@@ -9,7 +9,7 @@ from typing import Any
 
 from status_monitor.model import Event, Incident
 from status_monitor.sources.apis import as_dict, as_list, as_str, humanise
-from status_monitor.sources.feeds import FeedError, parse_time
+from status_monitor.sources.readers import FeedError, parse_time
 
 _IMPACT = {"DEGRADEDPERFORMANCE": "minor", "PARTIALOUTAGE": "major", "MAJOROUTAGE": "critical"}
 

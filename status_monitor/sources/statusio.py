@@ -12,7 +12,9 @@ import re
 from datetime import datetime, timezone
 
 from status_monitor.model import Event, Incident
-from status_monitor.sources.feeds import STATUSIO_LINK, Entry, digest, html_to_text, zone_offset
+from status_monitor.sources.feeds import STATUSIO_LINK, zone_offset
+from status_monitor.sources.readers import Entry
+from status_monitor.sources.text import digest, html_to_text
 
 _BLOCK = re.compile(
     r"<small>(?P<when>[^<]*)</small>\s*(?:<br\s*/?>)?\s*<b>(?P<label>.*?)</b>\s*-?\s*(?P<body>.*?)(?=<small>|$)",
