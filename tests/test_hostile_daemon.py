@@ -92,6 +92,9 @@ def test_daemon_stays_bounded_and_responsive_among_hostile_servers(tmp_path, hos
             time.sleep(0.5)
         hostile.set_body(good, GOOD_DAY2)
         time.sleep(3 * GOOD_INTERVAL)
+        deadline = time.monotonic() + 30  # enough of the good feed's polls to judge its interval
+        while len(hostile.hosts[good].requests) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
         stats = httpx.get(base + "/stats", timeout=5).json()
         shown = {path: httpx.get(base + path, timeout=5).text for path in ("/stats", "/api/providers", "/metrics", "/")}
         peak = peak_rss_mb(daemon.pid)
