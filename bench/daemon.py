@@ -82,21 +82,21 @@ def measure(pid: int, base: str, interval: float, mutate: bool) -> dict:
 def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         config = write_config(Path(folder), args.base, args.feeds, args.interval, args.config_extra)
-        events = Path(folder) / "events.jsonl"
+        events, log = Path(folder) / "events.jsonl", Path(folder) / "stderr.txt"
         started = time.monotonic()
         first = answers(args.base)
-        with events.open("wb") as stdout:
+        with events.open("wb") as stdout, log.open("wb") as stderr:
             daemon = subprocess.Popen(
                 [sys.executable, str(ROOT / "main.py"), "--config", str(config), "--port", str(free_port()), "--json",
                  "--state", str(Path(folder) / "state.db"), "--log-level", "WARNING"],
-                stdout=stdout, stderr=open(os.environ["I21_ERR"], "w") if "I21_ERR" in os.environ else subprocess.PIPE, text=True,
+                stdout=stdout, stderr=stderr,
             )
             try:
                 # Cold start: until every feed has had its first answer (a 200).
                 deadline = started + args.cold_timeout
                 while answers(args.base)["200"] - first["200"] < args.feeds:
                     if daemon.poll() is not None:
-                        raise RuntimeError(f"the daemon exited:\n{daemon.stderr.read()[-2000:]}")
+                        raise RuntimeError(f"the daemon exited:\n{log.read_text()[-2000:]}")
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"cold start not over after {args.cold_timeout:g} s")
                     time.sleep(0.2)
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> dict:
                 if profiler:
                     profiler.wait()
                 changed = [measure(daemon.pid, args.base, args.interval, True) for _ in range(args.intervals)]
+                time.sleep(args.interval * 1.2)  # every feed changed in the last interval is polled again
                 peak, resident = memory_mb(daemon.pid, "VmHWM"), memory_mb(daemon.pid, "VmRSS")
             finally:
                 daemon.terminate()
