@@ -47,8 +47,9 @@ MAX_REDIRECTS = 5
 # everywhere: the log, /stats, /health, the dashboard and --once's exit code.
 FAILING_AFTER = 3
 MAX_RETRY_AFTER = 3600.0
-# First polls are spread over at least 5 s, and at most FIRST_POLLS_PER_SECOND start each
-# second: thousands of feeds do not all wait on the concurrency limit at once.
+# First polls are spread over 5 s (or the interval, if shorter), and at most
+# FIRST_POLLS_PER_SECOND start each second, however short the interval: thousands of feeds
+# do not all wait on the concurrency limit at once, which is the daemon's peak of memory.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
 TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)
@@ -287,10 +288,10 @@ class FeedPoller:
         """Schedules every feed's first poll. A waiting feed costs a place in its tick's
         list, not a task."""
         self._running = True
-        spread = max(FIRST_POLL_SPREAD, len(self.feeds) / FIRST_POLLS_PER_SECOND)
+        at_rate = len(self.feeds) / FIRST_POLLS_PER_SECOND  # not shortened by a short interval
         for status in self.feeds.values():
             interval = self._config.feed_interval(status.feed)
-            delay = random.uniform(0, min(interval, spread))
+            delay = random.uniform(0, max(min(interval, FIRST_POLL_SPREAD), at_rate))
             if status.record.backoff_until:
                 delay = max(delay, status.record.backoff_until - time.time())
             self._schedule(status, delay)

@@ -331,3 +331,21 @@ def test_feeds_due_within_a_tick_share_one_timer_and_wait_at_most_a_tick(tmp_pat
             assert not rig.poller._due
 
     run(scenario())
+
+
+def test_first_polls_start_at_most_200_a_second_however_short_the_interval(tmp_path, feeds):
+    """2,000 feeds every 2 s: their first polls are spread over 10 s (200 a second), not
+    squeezed into the interval, which made the daemon's cold start its peak of memory."""
+    config = make_config(tmp_path, [(f"F{i}", feeds.url(f"/f{i}.rss")) for i in range(2000)], interval=2)
+
+    async def scenario():
+        async with Rig(config) as rig:
+            now = asyncio.get_running_loop().time()
+            rig.poller.start()
+            starts = sorted(at - now for at, due in rig.poller._due.items() for _ in due)
+            await rig.poller.stop(1)
+            assert len(starts) == 2000
+            assert 9 <= starts[-1] <= 10 + 0.2
+            assert sum(1 for s in starts if s <= 3) < 800  # ~600 at 200 a second
+
+    run(scenario())
