@@ -49,7 +49,7 @@ FAILING_AFTER = 3
 MAX_RETRY_AFTER = 3600.0
 # First polls are spread over 5 s (or the interval, if shorter), and at most
 # FIRST_POLLS_PER_SECOND start each second, however short the interval: thousands of feeds
-# do not all wait on the concurrency limit at once, which is the daemon's peak of memory.
+# do not all wait on the concurrency limit at once.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
 TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)

@@ -334,8 +334,8 @@ def test_feeds_due_within_a_tick_share_one_timer_and_wait_at_most_a_tick(tmp_pat
 
 
 def test_first_polls_start_at_most_200_a_second_however_short_the_interval(tmp_path, feeds):
-    """2,000 feeds every 2 s: their first polls are spread over 10 s (200 a second), not
-    squeezed into the interval, which made the daemon's cold start its peak of memory."""
+    """2,000 feeds every 2 s: their first polls are spread over 10 s (200 a second, as
+    README's "Polling" says), not squeezed into the interval."""
     config = make_config(tmp_path, [(f"F{i}", feeds.url(f"/f{i}.rss")) for i in range(2000)], interval=2)
 
     async def scenario():
