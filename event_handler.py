@@ -95,8 +95,13 @@ class EventHandler:
             last = delivery_id if index == len(pending) - 1 else None
             if self.is_seen(event):
                 self.stats.duplicates_total += 1
-                continue
-            if self._is_stale(event) or not self._passes(event):
+                # Known by one key: its other keys are recorded too, so that its copy from
+                # another source, or after an edit that kept only those, is known as well.
+                unseen = [key for key in event.keys if key not in self._seen]
+                if unseen or last is not None:
+                    await self._store.add_keys(unseen, delivery_id=last)
+                    self._seen.update(unseen)
+            elif self._is_stale(event) or not self._passes(event):
                 if (event.provider, event.incident_id) in self._open:
                     self._track(event)  # a filtered "Resolved" still closes an incident shown open
                 await self._store.add_keys(event.keys, delivery_id=last)

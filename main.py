@@ -19,20 +19,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import httpx
 import uvicorn
 
 from event_handler import EventHandler
-from rss_poller import FeedPoller, make_client
+from rss_poller import FeedPoller, FetchError, conditional_get, fetch, make_client
 from status_monitor import __version__
-from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds
+from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
 from status_monitor.outputs.dashboard import EventStream, create_router, provider_cards
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.sources.catalogue import DEFAULT_PROVIDERS, load_catalogue
-from status_monitor.storage import StateError, StoreUnavailable, open_store
+from status_monitor.redact import redact_url, remember_secret, remember_url_secrets, scrub_every_log_handler
+from status_monitor.sources.bodies import BodyBudget
+from status_monitor.sources.catalogue import (
+    DEFAULT_PROVIDERS,
+    CatalogueError,
+    Provider,
+    load_catalogue,
+    lookup,
+    merged_catalogue,
+)
+from status_monitor.sources.check import HEADER, OK, Unreachable, check_providers
+from status_monitor.sources.detect import Answer
+from status_monitor.storage import FeedRecord, StateError, StoreUnavailable, open_store
 from status_monitor.storage.sqlite import SQLiteStore
+from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
 
 log = logging.getLogger("monitor")
@@ -70,8 +83,24 @@ async def _serve(server: uvicorn.Server) -> None:
         raise ServeError(f"cannot serve HTTP on {server.config.host}:{server.config.port}") from None
 
 
+def remember_config_secrets(config: Config) -> None:
+    """Every secret of the config, for `redact.scrub`: feed URLs' credentials and tokens,
+    webhook secrets, notification URLs."""
+    for feed in config.feeds:
+        remember_url_secrets(feed.url)
+    for secret in (config.incident_io_secret, *config.webhook_secrets.values()):
+        remember_secret(secret)
+    for route in config.notify:
+        for url in route.urls:
+            remember_secret(url)
+            remember_url_secrets(url)
+
+
 # Settings a reload cannot change in a running process: they keep their value, with a warning.
-RESTART_ONLY = ("host", "port", "state_path", "concurrency", "request_timeout", "max_body_bytes", "json_output")
+RESTART_ONLY = (
+    "host", "port", "public_host", "public_port", "admin_token", "max_connections", "max_event_streams",
+    "state_path", "concurrency", "request_timeout", "max_body_bytes", "json_output",
+)
 
 
 class Monitor:
@@ -81,6 +110,7 @@ class Monitor:
         """`reload_config` builds the config again (raising ConfigError): with it, SIGHUP
         reloads the config file in place (see `reload`)."""
         self.config = config
+        remember_config_secrets(config)
         self._reload_config = reload_config
         self._reloading: asyncio.Task | None = None
         self._poller: FeedPoller | None = None
@@ -127,7 +157,7 @@ class Monitor:
                 handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier,
                 (lambda: self.store.fleet) if self.store.shared else None,
             ))
-            stream = EventStream(self.store)
+            stream = EventStream(self.store, config.max_event_streams)
             if self.store.shared:  # every replica's events, read from the database in id order
                 self.store.listen(stream.wake)
             else:
@@ -135,27 +165,25 @@ class Monitor:
             dashboard = create_router(
                 lambda: provider_cards(poller.feeds.values(), handler.providers, handler.open_incident_list()), stream
             )
-            app = create_app(config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard)
-            freeze_startup_heap()
-            server = _Server(
-                uvicorn.Config(
-                    app,
-                    host=config.host,
-                    port=config.port,
-                    lifespan="off",
-                    access_log=config.log_level == "DEBUG",
-                    log_config=None,  # uvicorn's lines go through our handler and format
-                    log_level=config.log_level.lower(),
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                    proxy_headers=False,  # nothing in front of us to trust X-Forwarded-For from
-                    server_header=False,
-                )
+            limits = connection_limits(config)
+            app, public_app = create_app(
+                config, receiver, self.handler, self.store, poller, self.notifier, registry, dashboard, limits
             )
-            serving = asyncio.create_task(_serve(server))
-            while not server.started and not serving.done():
+            freeze_startup_heap()
+            listeners = [(app, config.host, config.port)]
+            if config.public_port is not None:
+                listeners.append((public_app, config.public_host, config.public_port))
+            servers = [_Server(_server_config(config, limits, *listener)) for listener in listeners]
+            scrub_every_log_handler()  # uvicorn has set up its loggers' own handlers
+            serving = [asyncio.create_task(_serve(server)) for server in servers]
+            while not all(server.started for server in servers) and not any(task.done() for task in serving):
                 await asyncio.sleep(0.01)
-            if serving.done():
-                serving.result()
+            failed = [task for task in serving if task.done()]
+            if failed:  # one listener could not bind: stop the others, and say why
+                for server in servers:
+                    server.should_exit = True
+                await asyncio.gather(*serving, return_exceptions=True)
+                failed[0].result()
             self._announce_start(config, len(poller.feeds))
             await self.notifier.start()
             if self.store.shared:
@@ -168,10 +196,11 @@ class Monitor:
             if self._reloading is not None:
                 self._reloading.cancel()
             stream.close()
-            server.should_exit = True
+            for server in servers:
+                server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), serving, self.notifier.stop(SHUTDOWN_GRACE)),
+                    asyncio.gather(poller.stop(SHUTDOWN_GRACE), *serving, self.notifier.stop(SHUTDOWN_GRACE)),
                     SHUTDOWN_GRACE + 1,
                 )
 
@@ -254,19 +283,64 @@ class Monitor:
 
     def _announce_start(self, config: Config, sources: int) -> None:
         providers = len({feed.name.casefold() for feed in config.feeds})
+        if config.public_port is None:
+            where = f"dashboard and webhooks on http://{config.host}:{config.port}"
+        else:
+            where = (
+                f"dashboard on http://{config.host}:{config.port}; webhooks on it and on the public listener "
+                f"http://{config.public_host}:{config.public_port} (webhooks and /health only)"
+            )
         log.info(
-            "monitoring %s (%s) every %g s; dashboard and webhooks on http://%s:%d",
-            plural(providers, "provider"), plural(sources, "source"), config.interval, config.host, config.port,
+            "monitoring %s (%s) every %g s; %s",
+            plural(providers, "provider"), plural(sources, "source"), config.interval, where,
+        )
+        unsigned = (
+            "from anywhere (--allow-unsigned): anyone who reaches it can post events"
+            if config.allow_unsigned else "straight from this machine only"
         )
         if config.incident_io_secret is None:
             if config.require_signatures:
                 log.warning("no incident.io secret: /webhook/incident-io refuses every request (--require-signatures)")
             else:
-                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests")
+                log.warning("no incident.io secret: /webhook/incident-io accepts unsigned requests %s", unsigned)
         if not config.webhook_secrets and not config.require_signatures:
-            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests")
+            log.warning("no generic webhook secrets: /webhook/generic/{provider} accepts unsigned requests %s", unsigned)
+        if config.admin_token is None and not is_loopback_host(config.host):
+            log.warning(
+                "the dashboard, /events, /stats and /metrics on %s:%d are open to every machine that reaches it: "
+                "set MONITOR_ADMIN_TOKEN, or serve them on 127.0.0.1 and expose --public-port instead",
+                config.host, config.port,
+            )
         for target in self.notifier.targets.values():
             log.info("notifying %s", target.label)
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    """`max_connections`, or fewer where the process may not open that many files."""
+    allowed = connections_allowed(config.max_connections, reserve=config.concurrency + 100)
+    if allowed < config.max_connections:
+        log.warning(
+            "max_connections %d lowered to %d: the limit on open files (ulimit -n) leaves no room for more",
+            config.max_connections, allowed,
+        )
+    return ConnectionLimits(max(allowed, 1))
+
+
+def _server_config(config: Config, limits: ConnectionLimits, app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=limits.protocol(),  # uvicorn's httptools protocol, with timeouts and limits (connections.py)
+        ws="none",
+        lifespan="off",
+        access_log=config.log_level == "DEBUG",
+        log_config=None,  # uvicorn's lines go through our handler and format
+        log_level=config.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        proxy_headers=False,  # the peer address is the one the socket sees: forwarding headers are not trusted
+        server_header=False,
+    )
 
 
 def plural(count: int, noun: str) -> str:
@@ -323,8 +397,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="monitor this provider from the catalogue (repeatable; see --list-providers)",
     )
     parser.add_argument("--list-providers", action="store_true", help="print the provider catalogue and exit")
+    parser.add_argument(
+        "--catalogue", metavar="FILE",
+        help="a provider catalogue of your own (providers.toml's format), added to the built-in one; an id in both is yours",
+    )
+    parser.add_argument(
+        "--check-providers", nargs="*", metavar="ID",
+        help="fetch every catalogue entry's source (or the named ones) now, print what was found, exit 0 only if all are OK",
+    )
     parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000)")
+    parser.add_argument(
+        "--public-port", type=int, metavar="PORT",
+        help="also serve the webhook routes and /health, and nothing else, on this port: the one to expose",
+    )
+    parser.add_argument("--public-host", metavar="HOST", help="address of the --public-port listener (default 127.0.0.1)")
     parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls of a feed (default 180)")
     parser.add_argument("--json", action="store_true", default=None, dest="json_output", help="print one JSON object per line")
     parser.add_argument("--once", action="store_true", help="poll every feed once, print, exit (no HTTP server)")
@@ -335,6 +422,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "shared by replicas: postgresql://user:password@host:port/db (also MONITOR_STATE)",
     )
     parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
+    parser.add_argument(
+        "--allow-unsigned", action="store_true", default=None,
+        help="accept unsigned webhooks from anywhere, not only straight from this machine (warned about)",
+    )
     parser.add_argument("--history", action="store_true", help="print stored events and exit")
     parser.add_argument(
         "--test-notify", action="store_true",
@@ -358,8 +449,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: sys.exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before start-up ends: nothing to do
     args = parse_args(argv)
+    try:
+        catalogue = merged_catalogue(Path(args.catalogue)) if args.catalogue else CATALOGUE
+    except CatalogueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.list_providers:
-        print_catalogue()
+        print_catalogue(catalogue)
         return 0
     if args.migrate_state:
         return asyncio.run(migrate_state(*args.migrate_state))
@@ -369,13 +465,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             _feeds(feed_configs),
             args.config,
             watch=args.watch,
+            catalogue=catalogue if args.catalogue else None,  # None: the built-in one, read afresh at a reload
             host=args.host,
             port=args.port,
+            public_port=args.public_port,
+            public_host=args.public_host,
             interval=args.interval,
             json_output=args.json_output,
             replay=args.replay,
             state_path=args.state_path,
             require_signatures=args.require_signatures,
+            allow_unsigned=args.allow_unsigned,
             log_level=args.log_level,
             once=args.once or None,
         )
@@ -392,10 +492,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe_config(config))
         return 0
     configure_logging(config.log_level)
+    scrub_every_log_handler()
     if config.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     for feed in fast_public_feeds(config):
         log.warning("%s is polled every %g s: public status pages ask for 30 s or more", feed.name, config.feed_interval(feed))
+    if args.check_providers is not None:
+        try:
+            chosen = [lookup(catalogue, name) for name in args.check_providers] or list(catalogue.values())
+        except CatalogueError as exc:
+            print(f"error: --check-providers: {exc}", file=sys.stderr)
+            return 2
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(_check_providers(config, chosen))
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(_run(config, args, load))
 
@@ -421,15 +530,43 @@ def describe_config(config: Config) -> str:
     )
 
 
-def print_catalogue() -> None:
+def print_catalogue(catalogue: dict[str, Provider]) -> None:
+    """One row an entry: id, name, page, the date of its newest evidence, and its source
+    (the kind, or how it is found, then the source's URL where it is not the page)."""
     rows = [
-        (p.id, p.name, p.page, p.kind or "detected at start-up") + ((p.url,) if p.url else ())
-        for p in CATALOGUE.values()
+        (p.id, p.name, p.page, p.checked.isoformat(), p.kind or ("detected at start-up" if not p.url else "feed"))
+        + ((p.url,) if p.url else ())
+        for p in catalogue.values()
     ]
-    rows.insert(0, ("ID", "NAME", "PAGE", "SOURCE"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows.insert(0, ("ID", "NAME", "PAGE", "CHECKED", "SOURCE"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + "  ".join(row[3:]))
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + "  ".join(row[4:]))
+
+
+async def _check_providers(config: Config, providers: list[Provider]) -> int:
+    """--check-providers: one line an entry on stdout, in catalogue order; 0 only if all are OK."""
+    budget = BodyBudget(config.body_budget_bytes, config.max_body_bytes)
+    async with make_client(config) as client:
+
+        async def get(url: str) -> Answer:
+            try:
+                async with budget.lease() as lease:
+                    result = await fetch(
+                        client, conditional_get(client, httpx.URL(url), FeedRecord(url=url)),
+                        config.max_body_bytes, config.request_timeout * 1.5, lease,
+                    )
+            except (FetchError, httpx.InvalidURL) as exc:
+                raise Unreachable(str(exc)) from None
+            return Answer(result.status, result.body, result.url or url)
+
+        results = await check_providers(providers, get, config.concurrency)
+    print(HEADER)
+    for result in results:
+        print(result.line(), flush=True)
+    failed = [r for r in results if r.verdict != OK]
+    print(f"{len(results) - len(failed)} of {len(results)} OK", file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

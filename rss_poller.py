@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,11 +20,22 @@ from event_handler import EventHandler
 from status_monitor import __version__
 from status_monitor.config import Config, FeedConfig
 from status_monitor.model import utc_iso
-from status_monitor.redact import redact_url
+from status_monitor.redact import redact_url, remember_url_secrets, scrub
 from status_monitor.sources.apis import component_changes
-from status_monitor.sources.detect import DETECT, DetectError, detect, page_root, poll_targets
-from status_monitor.sources.feeds import FeedError, content_digest
+from status_monitor.sources.bodies import ACCEPT_ENCODING, BodyBudget, BodyError, Decoder, Lease, describe_size
+from status_monitor.sources.detect import (
+    DETECT,
+    Answer,
+    DetectError,
+    detect,
+    origin,
+    page_root,
+    poll_targets,
+    probing,
+)
+from status_monitor.sources.feeds import content_digest
 from status_monitor.sources.kinds import parse_source
+from status_monitor.sources.readers import FeedError
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
 from status_monitor.storage import FeedRecord, Store, StoreUnavailable
@@ -37,12 +49,14 @@ MAX_REDIRECTS = 5
 # everywhere: the log, /stats, /health, the dashboard and --once's exit code.
 FAILING_AFTER = 3
 MAX_RETRY_AFTER = 3600.0
-# First polls are spread over at least 5 s, and at most FIRST_POLLS_PER_SECOND start each
-# second: thousands of feeds do not all wait on the concurrency limit at once.
+# First polls are spread over 5 s (or the interval, if shorter), and at most
+# FIRST_POLLS_PER_SECOND start each second, however short the interval: thousands of feeds
+# do not all wait on the concurrency limit at once.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
 STATE_RETRY = 5.0  # seconds between two attempts to reach an unreachable state database
 CLAIM_JITTER = 1.0  # seconds added at random to a lost claim's wait, so replicas do not ask in step
+TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)
 _NO_BODY = httpx.ByteStream(b"")
 # Failures that point at this machine's network rather than at one provider.
 NETWORK_CATEGORIES = {"name resolution failed", "network unreachable", "connection refused", "timed out"}
@@ -66,10 +80,17 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     retry_after: float | None = None
+    url: str = ""  # where the answer came from when it was redirected
+    charset: str | None = None  # the Content-Type's charset parameter (RFC 7303 section 8)
+
+
+def host_of(url: httpx.URL) -> str:
+    """The key of per-host limits: host and port, as a server is shared."""
+    return url.netloc.decode("ascii")
 
 
 @dataclass
-class Lease:
+class PollLease:
     """This replica's claim on one poll of a feed (storage's fencing token)."""
 
     token: int
@@ -87,14 +108,19 @@ class _NoCookies(httpx.Cookies):
 
 
 def make_client(config: Config) -> httpx.AsyncClient:
-    """One client for every poll: httpx's interface on aiohttp's pool (see status_monitor.sources.transport)."""
+    """One client for every poll: httpx's interface on aiohttp's pool (see
+    status_monitor.sources.transport), at most `concurrency` connections,
+    `per_host_connections` to one host. Bodies are read raw and decoded by `fetch`."""
     timeout = httpx.Timeout(config.request_timeout, connect=min(10.0, config.request_timeout))
+    transport = AiohttpTransport(
+        config.concurrency, httpx.create_ssl_context(trust_env=True), config.per_host_connections
+    )
     client = httpx.AsyncClient(
-        transport=AiohttpTransport(config.concurrency, httpx.create_ssl_context(trust_env=True)),
+        transport=transport,
         timeout=timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
     )
     client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
     return client
@@ -115,6 +141,15 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), MAX_RETRY_AFTER))
 
 
+def _charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type value (RFC 9110 section 8.3), if any."""
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
 def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecord) -> httpx.Request:
     """The poll's request, with the validators of the last accepted 200. Built from the
     client's parts directly: `client.build_request` merged cookies, parameters and headers
@@ -129,8 +164,12 @@ def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecor
     return httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions={"timeout": client.timeout.as_dict()})
 
 
-async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float) -> FetchResult:
-    """One request, bounded in total time and body size (after decompression)."""
+async def fetch(
+    client: httpx.AsyncClient, request: httpx.Request, max_bytes: int, deadline: float, lease: Lease
+) -> FetchResult:
+    """One request, bounded in total time (`deadline`, seconds) and body size (`max_bytes`,
+    decoded, stacked codings included: see sources.bodies); the body's memory is held under
+    `lease`. Raises FetchError with a plain reason that names no URL."""
     try:
         async with asyncio.timeout(deadline):
             response = await client.send(request, stream=True)
@@ -141,26 +180,36 @@ async def fetch(client: httpx.AsyncClient, request: httpx.Request, max_bytes: in
                     etag=headers.get("etag"),
                     last_modified=headers.get("last-modified"),
                     retry_after=_retry_after(headers.get("retry-after")),
+                    url=str(response.url) if response.history else "",
+                    charset=_charset(headers.get("content-type")),
                 )
                 if response.status_code != 200:
                     return result
                 declared = headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"body of {int(declared)} bytes exceeds the {max_bytes}-byte limit", "too_large")
+                    raise BodyError(
+                        f"body of {describe_size(int(declared))} announced, larger than {describe_size(max_bytes)}",
+                        "too_large",
+                    )
+                decoder = Decoder(headers.get("content-encoding", ""), max_bytes)
                 chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchError(f"body exceeds the {max_bytes}-byte limit", "too_large")
-                    chunks.append(chunk)
+                async for piece in decoder.decode(response.aiter_raw(), lease):
+                    size += len(piece)
+                    await lease.hold(size)
+                    chunks.append(piece)
                 result.body = b"".join(chunks)
                 return result
             finally:
                 await response.aclose()
+                # httpx's response and its stream refer to each other: a cycle that only the
+                # garbage collector frees, ~35 objects a poll. Broken here, they go at once.
+                response.stream = _NO_BODY
+    except BodyError as exc:
+        raise FetchError(str(exc), exc.kind) from None
     except TimeoutError:
         raise FetchError(f"no complete answer within {deadline:g} s", "timeout") from None
     except httpx.TooManyRedirects:
-        raise FetchError(f"more than {MAX_REDIRECTS} redirects", "redirects") from None
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)", "redirects") from None
     except httpx.HTTPError as exc:
         category, message = plain_reason(exc, exc.request.url if _has_request(exc) else request.url)
         raise FetchError(message, "timeout" if isinstance(exc, httpx.TimeoutException) else "connection", category) from None
@@ -187,10 +236,14 @@ class FeedPoller:
         self._store = store
         self._client = client
         self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_pause: dict[str, float] = {}  # host -> Unix time its Retry-After ends
+        self._budget = BodyBudget(config.body_budget_bytes, config.max_body_bytes)
         # One thread: parsing holds the GIL anyway, and every extra thread is another malloc arena.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._stop = asyncio.Event()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[float, asyncio.TimerHandle] = {}  # loop time of a tick -> its timer
+        self._due: dict[float, list[FeedStatus]] = {}  # loop time of a tick -> the feeds it starts
         self._in_flight: set[asyncio.Task] = set()
         self._running = False  # polls are scheduled by timers (not --once)
         self._state_lost_at: float | None = None  # monotonic time the state became unreachable
@@ -209,6 +262,7 @@ class FeedPoller:
         remembered = await self._store.load_sources()
         statuses = {}
         for feed in (target for source in sources for target in poll_targets(source, remembered)):
+            remember_url_secrets(feed.url)
             record = records.get(feed.url)
             status = FeedStatus(feed, record or FeedRecord(url=feed.url), known=record is not None)
             status.components = components.get(feed.url, {})
@@ -265,25 +319,51 @@ class FeedPoller:
     async def poll_all(self) -> None:
         """Polls every feed once, concurrently (for --once): `concurrency` workers share the
         list, rather than one task a feed queueing on the semaphore (costly at 10,000). A
-        page whose source was detected in a round has its new feeds polled in the next."""
+        worker takes a feed of the next host below its `per_host_connections`, so a slow
+        host's feeds never hold every worker. A page whose source was detected in a round
+        has its new feeds polled in the next."""
         polled: set[str] = set()
         while batch := [s for url, s in self.feeds.items() if url not in polled and not s.record.gone]:
             polled.update(status.feed.url for status in batch)
-            pending = iter(batch)
+            waiting: dict[str, deque[FeedStatus]] = {}
+            for status in batch:
+                waiting.setdefault(host_of(status.url), deque()).append(status)
+            ready = deque(waiting)  # hosts with feeds waiting and a connection to spare
+            busy: Counter = Counter()
+            freed = asyncio.Event()
+            cap = self._config.per_host_connections
 
             async def worker() -> None:
-                for status in pending:
-                    await self.poll(status)
+                while waiting:
+                    if not ready:
+                        freed.clear()
+                        await freed.wait()
+                        continue
+                    host = ready.popleft()
+                    status = waiting[host].popleft()
+                    busy[host] += 1
+                    if not waiting[host]:
+                        del waiting[host]
+                    elif busy[host] < cap:
+                        ready.append(host)
+                    try:
+                        await self.poll(status)
+                    finally:
+                        busy[host] -= 1
+                        if host in waiting and busy[host] == cap - 1:  # it was at its cap
+                            ready.append(host)
+                        freed.set()
 
             await asyncio.gather(*(worker() for _ in range(self._config.concurrency)))
 
     def start(self) -> None:
-        """Schedules every feed's first poll. A waiting feed costs a timer, not a task."""
+        """Schedules every feed's first poll. A waiting feed costs a place in its tick's
+        list, not a task."""
         self._running = True
-        spread = max(FIRST_POLL_SPREAD, len(self.feeds) / FIRST_POLLS_PER_SECOND)
+        at_rate = len(self.feeds) / FIRST_POLLS_PER_SECOND  # not shortened by a short interval
         for status in self.feeds.values():
             interval = self._config.feed_interval(status.feed)
-            delay = random.uniform(0, min(interval, spread))
+            delay = random.uniform(0, max(min(interval, FIRST_POLL_SPREAD), at_rate))
             if status.record.backoff_until:
                 delay = max(delay, status.record.backoff_until - time.time())
             self._schedule(status, delay)
@@ -293,6 +373,8 @@ class FeedPoller:
         self._stop.set()
         for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()
+        self._due.clear()
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in pending:
@@ -301,17 +383,32 @@ class FeedPoller:
         self._parser.shutdown(wait=False, cancel_futures=True)
 
     def _schedule(self, status: FeedStatus, delay: float) -> None:
+        """Polls `status` in `delay` seconds, rounded up to its tick: a tenth of its
+        interval, at most TICK. Feeds due in the same tick start together, so the loop
+        wakes once a tick rather than once a poll (README, Performance)."""
         if self._stop.is_set() or status.record.gone:
             return
         loop = asyncio.get_running_loop()
-        self._timers[status.feed.url] = loop.call_later(max(0.0, delay), self._launch, status)
+        tick = min(TICK, self._config.feed_interval(status.feed) / 10)
+        at = math.ceil((loop.time() + max(0.0, delay)) / tick) * tick
+        due = self._due.get(at)
+        if due is None:
+            due = self._due[at] = []
+            self._timers[at] = loop.call_at(at, self._launch, at)
+        due.append(status)
 
-    def _launch(self, status: FeedStatus) -> None:
-        task = asyncio.create_task(self._poll_then_schedule(status), name=f"poll {status.feed.name}")
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+    def _launch(self, at: float) -> None:
+        del self._timers[at]
+        for status in self._due.pop(at):
+            task = asyncio.create_task(self._poll_then_schedule(status), name=f"poll {status.feed.name}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def _poll_then_schedule(self, status: FeedStatus) -> None:
+        pause = self._host_pause.get(host_of(status.url), 0.0) - time.time()
+        if pause > 0:  # its host asked for a pause (Retry-After): poll when it ends
+            self._schedule(status, pause * random.uniform(1.0, 1.1))
+            return
         interval = self._config.feed_interval(status.feed)
         if self._store.shared:
             delay = await self._poll_claimed(status, interval)
@@ -337,23 +434,23 @@ class FeedPoller:
         status.record, status.known = claim.record, claim.known
         if claim.components is not None and claim.components != status.components:
             status.components, status.digest = claim.components, None
-        lease = Lease(claim.token)
-        await self.poll(status, lease)
-        if lease.next_delay is None and status.feed.kind == DETECT and self.feeds.get(status.feed.url) is status:
+        poll_lease = PollLease(claim.token)
+        await self.poll(status, poll_lease)
+        if poll_lease.next_delay is None and status.feed.kind == DETECT and self.feeds.get(status.feed.url) is status:
             try:  # detection failed: its backoff is shared like a poll's
-                await self._complete(status, [], lease)
+                await self._complete(status, [], poll_lease)
             except StoreUnavailable as exc:
                 self._state_unavailable(status, exc)
-        return min(interval, STATE_RETRY) if lease.next_delay is None else lease.next_delay
+        return min(interval, STATE_RETRY) if poll_lease.next_delay is None else poll_lease.next_delay
 
-    async def _complete(self, status: FeedStatus, silent: list[int], lease: Lease) -> None:
+    async def _complete(self, status: FeedStatus, silent: list[int], poll_lease: PollLease) -> None:
         """Stores a claimed poll's outcome and when the feed is next due, if the lease is still ours."""
         delay = self._next_delay(status, self._config.feed_interval(status.feed))
-        if await self._store.complete_feed(status.record, silent, lease.token, time.time() + delay):
-            lease.next_delay = delay
+        if await self._store.complete_feed(status.record, silent, poll_lease.token, time.time() + delay):
+            poll_lease.next_delay = delay
             return
         self.stats.lease_lost_total += 1
-        lease.next_delay = 0.0  # ask again: the replica that took the lease over has the record now
+        poll_lease.next_delay = 0.0  # ask again: the replica that took the lease over has the record now
         log.warning("feed %s: its lease lapsed during the poll and moved on; this outcome is not stored", status.feed.name)
 
     def _next_delay(self, status: FeedStatus, interval: float) -> float:
@@ -365,26 +462,39 @@ class FeedPoller:
             return min(base, max(interval, 1800.0)) * random.uniform(1.0, 1.2)
         return interval * random.uniform(0.9, 1.1)
 
-    async def poll(self, status: FeedStatus, lease: Lease | None = None) -> None:
-        """Fetches, parses, hands the updates to the handler and stores the outcome; with a
-        `lease` (replicas), the outcome is stored only if the lease is still this replica's."""
+    def _host_slot(self, host: str) -> asyncio.Semaphore:
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self._config.per_host_connections)
+        return slot
+
+    async def poll(self, status: FeedStatus, poll_lease: PollLease | None = None) -> None:
+        """One poll of one feed, under its host's limit, then the global one (so a slow
+        host's waiting polls hold no global slot), with its body's share of the budget.
+        With a `poll_lease` (replicas), the outcome is stored only if the lease is still
+        this replica's."""
         feed, record = status.feed, status.record
-        silent: list[int] = []
-        if feed.kind == DETECT:
-            async with self._semaphore:
-                await self._detect(status)
+        host = host_of(status.url)
+        pause = self._host_pause.get(host, 0.0) - time.time()
+        if pause > 0:
+            status.last_error = f"not polled: {status.url.host} asked for a pause (Retry-After), {pause:.0f} s more"
             return
-        async with self._semaphore:
+        silent: list[int] = []
+        async with self._host_slot(host), self._semaphore, self._budget.lease() as lease:
+            if feed.kind == DETECT:
+                await self._detect(status, lease)
+                return
             started = time.perf_counter()
+            sent_validators = bool(record.etag or record.last_modified)
             try:
                 try:
                     result = await fetch(
                         self._client, conditional_get(self._client, status.url, record),
-                        self._config.max_body_bytes, self._config.request_timeout * 1.5,
+                        self._config.max_body_bytes, self._config.request_timeout * 1.5, lease,
                     )
                 finally:
                     self.stats.latency.observe(time.perf_counter() - started)
-                silent = await self._process(status, result)
+                silent = await self._process(status, result, sent_validators)
             except StoreUnavailable as exc:
                 self._state_unavailable(status, exc)
                 return
@@ -397,10 +507,10 @@ class FeedPoller:
                 self._failed(status, "internal error (see the log)", record.last_status, "internal")
         record.last_polled_at = utc_iso(datetime.now(timezone.utc))
         try:
-            if lease is None:
+            if poll_lease is None:
                 await self._store.save_feed(record, silent)
             else:
-                await self._complete(status, silent, lease)
+                await self._complete(status, silent, poll_lease)
         except StoreUnavailable as exc:  # the baseline's keys are not stored: the next poll is a first poll again
             status.known, status.digest, status.fingerprints = False, None, b""
             record.etag = record.last_modified = None
@@ -433,42 +543,60 @@ class FeedPoller:
                 line += "; can this machine reach the internet (DNS, proxy, firewall)?"
         return line
 
-    async def _detect(self, status: FeedStatus) -> None:
+    async def _detect(self, status: FeedStatus, lease: Lease) -> None:
         """Finds what a page root offers; its feeds then replace it and are polled at once.
         A failure counts as a poll error, so detection is retried with the usual backoff."""
         deadline = self._config.request_timeout * 1.5
 
-        async def get(url: str) -> tuple[int, bytes]:
+        async def get(url: str) -> Answer:
             request = conditional_get(self._client, httpx.URL(url), FeedRecord(url=url))
-            result = await fetch(self._client, request, self._config.max_body_bytes, deadline)
-            return result.status, result.body
+            result = await fetch(self._client, request, self._config.max_body_bytes, deadline, lease)
+            return Answer(result.status, result.body, result.url or url)
 
         page = status.feed.url
         try:
-            found = await detect(status.feed, get)
+            detected = await detect(status.feed, probing(get, page, (FetchError,)))
         except DetectError as exc:
             self._failed(status, f"detecting its source: {exc}", None, "detect", "no source found")
             return
         except FetchError as exc:
             self._failed(status, f"detecting its source: {exc}", None, "detect", exc.category)
             return
+        found = detected.feed
         await self._store.save_source(page, found.kind, found.url)
         targets = poll_targets(found)
+        if detected.moved_to:
+            log.warning(
+                "%s: %s redirects to %s (another host): polling it there; put the new address in the config",
+                status.feed.name, redact_url(page), redact_url(detected.moved_to),
+            )
         log.info(
             "%s: %s offers %s; polling %s", status.feed.name, redact_url(page), found.kind,
             ", ".join(redact_url(t.url) for t in targets),
         )
         del self.feeds[page]
         for target in targets:
+            remember_url_secrets(target.url)
             self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)
             if self._unpolled is not None:
                 self._unpolled.add(target.url)
+            new.moved_to = detected.moved_to
             if self._running:
                 self._schedule(new, 0)
 
-    async def _process(self, status: FeedStatus, result: FetchResult) -> list[int]:
+    async def _process(self, status: FeedStatus, result: FetchResult, sent_validators: bool) -> list[int]:
         feed, record = status.feed, status.record
         record.last_status = result.status
+        if result.status == 304 and not sent_validators:
+            reason = "answered 304 Not Modified to a request that sent no validators (a misbehaving cache?)"
+            self._failed(status, reason, 304, "http_304_unasked", "304 without validators")
+            return []
+        if result.url and status.moved_to != result.url and origin(result.url) != origin(feed.url):
+            status.moved_to = result.url
+            log.warning(
+                "feed %s (%s) redirects to %s (another host): followed; put the new address in the config",
+                feed.name, redact_url(feed.url), redact_url(result.url),
+            )
         if result.status == 304:
             self.stats.results["304"] += 1
             self._succeeded(status)
@@ -483,6 +611,12 @@ class FeedPoller:
             if result.status in (429, 503) and result.retry_after is not None:
                 record.backoff_until = time.time() + result.retry_after
                 reason += f", retrying after {result.retry_after:g} s"
+            if result.status == 429 and result.retry_after is not None:
+                # A rate limit is the client's, not the feed's (RFC 6585 section 4): the
+                # whole host waits. A 503 names one resource unavailable: that feed waits.
+                host = host_of(status.url)
+                self._host_pause[host] = max(self._host_pause.get(host, 0.0), record.backoff_until)
+                reason += f" (every feed of {status.url.host})"
             self._failed(status, reason, result.status, f"http_{result.status}", f"HTTP {result.status}")
             return []
         digest = content_digest(result.body)
@@ -491,7 +625,8 @@ class FeedPoller:
             self.stats.unchanged_total += 1
         else:
             parsed = await asyncio.get_running_loop().run_in_executor(
-                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind, status.fingerprints
+                self._parser, parse_source, result.body, feed.name, feed.url, feed.kind, status.fingerprints,
+                result.url, result.charset,
             )
             if parsed.components is not None:
                 changes = component_changes(feed.name, page_root(feed.url), status.components, parsed.components)
@@ -534,7 +669,7 @@ class FeedPoller:
         record = status.record
         record.last_status = http_status
         record.consecutive_errors += 1
-        status.last_error, status.category = reason, category or kind
+        status.last_error, status.category = scrub(reason), category or kind
         self.stats.results[kind] += 1
         log.debug("feed %s: %s", status.feed.name, reason)
         if status.failing:
@@ -562,6 +697,7 @@ class FeedPoller:
                 "last_error": s.last_error,
                 "gone": s.record.gone,
                 "entries": s.record.entries,
+                "moved_to": redact_url(s.moved_to) if s.moved_to else None,
             }
             for s in self.feeds.values()
         ]

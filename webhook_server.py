@@ -8,10 +8,11 @@ a 2xx means the event was printed and recorded.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping
 from urllib.parse import parse_qsl
 
 import orjson
@@ -22,12 +23,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller
-from status_monitor.config import Config
+from status_monitor.config import Config, provider_env_name
 from status_monitor.model import Event
 from status_monitor.outputs.dashboard import STATIC
 from status_monitor.outputs.notify import Notifier
 from status_monitor.stats import WebhookStats
 from status_monitor.storage import Store, StoreUnavailable
+from status_monitor.web.access import (
+    AdminGuard,
+    BodyTooLarge,
+    Disconnected,
+    SecurityHeaders,
+    receive_body,
+    straight_from_loopback,
+)
+from status_monitor.web.connections import ConnectionLimits
 from status_monitor.webhooks.payloads import PayloadError, Unhandled, generic_events, incidentio_events
 from status_monitor.webhooks.signatures import (
     SignatureError,
@@ -51,10 +61,6 @@ class Rejected(Exception):
         self.status, self.reason, self.counter = status, reason, counter
 
 
-class Disconnected(Exception):
-    """The client went away before its body arrived: there is no one to answer."""
-
-
 class WebhookReceiver:
     """Body limit, verification, replay detection and hand-off, on raw ASGI parts: each
     endpoint takes the request's headers and body stream and returns (status, JSON answer)."""
@@ -76,10 +82,14 @@ class WebhookReceiver:
         self._config = config
         self._incident_io_key = standard_webhook_key(config.incident_io_secret) if config.incident_io_secret else None
 
-    async def incident_io(self, headers: Mapping[str, str], receive: Receive) -> tuple[int, dict[str, Any]]:
+    async def incident_io(
+        self, headers: Mapping[str, str], receive: Receive, direct: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """`direct`: the request came straight from loopback, through no proxy or tunnel
+        (access.straight_from_loopback); only such a request may go unsigned."""
         try:
             body = await read_body(headers, receive)
-            delivery_id = self._verify_incident_io(headers, body)
+            delivery_id = self._verify_incident_io(headers, body, direct)
             payload = _parse_json(body)
             key = f"incident-io:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: incidentio_events(payload, delivery_id or ""))
@@ -92,13 +102,13 @@ class WebhookReceiver:
         return self._answer("incident-io", answer)
 
     async def generic(
-        self, provider: str, headers: Mapping[str, str], token: str | None, receive: Receive
+        self, provider: str, headers: Mapping[str, str], token: str | None, receive: Receive, direct: bool
     ) -> tuple[int, dict[str, Any]]:
         try:
             if not provider.strip() or len(provider) > 100:
                 raise Rejected(404, "provider name must be 1 to 100 characters", "bad_provider")
             body = await read_body(headers, receive)
-            delivery_id = self._verify_generic(provider, headers, token, body)
+            delivery_id = self._verify_generic(provider, headers, token, body, direct)
             payload = _parse_json(body)
             key = f"generic:{provider}:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: generic_events(provider, payload))
@@ -110,22 +120,22 @@ class WebhookReceiver:
             return self._reject("generic", Rejected(422, str(exc), "unknown_shape"))
         return self._answer("generic", answer)
 
-    def _verify_incident_io(self, headers: Mapping[str, str], body: bytes) -> str | None:
+    def _verify_incident_io(self, headers: Mapping[str, str], body: bytes, direct: bool) -> str | None:
         """Returns the delivery id: verified when a secret is set, as sent otherwise."""
         if self._incident_io_key is not None:
             return self._verify_standard(self._incident_io_key, headers, body)
-        if self._config.require_signatures:
-            raise Rejected(401, "signature required but no secret is configured", "unsigned")
+        self._check_unsigned(direct, "INCIDENT_IO_WEBHOOK_SECRET or [webhooks] incident_io_secret")
         found = standard_webhook_headers(headers)
         return found[0] if found else None
 
-    def _verify_generic(self, provider: str, headers: Mapping[str, str], token: str | None, body: bytes) -> str | None:
+    def _verify_generic(
+        self, provider: str, headers: Mapping[str, str], token: str | None, body: bytes, direct: bool
+    ) -> str | None:
         secret = self._config.secret_for(provider)
         delivery = headers.get("x-github-delivery")
         found = standard_webhook_headers(headers)
         if secret is None:
-            if self._config.require_signatures:
-                raise Rejected(401, "signature required but no secret is configured", "unsigned")
+            self._check_unsigned(direct, f"WEBHOOK_SECRET_{provider_env_name(provider)} or [webhooks.secrets]")
             return found[0] if found else delivery
         hub = headers.get("x-hub-signature-256")
         if token is not None:
@@ -141,6 +151,18 @@ class WebhookReceiver:
         if found is not None:
             return self._verify_standard(standard_webhook_key(secret), headers, body)
         raise Rejected(401, "missing signature (X-Hub-Signature-256, webhook-signature or ?token=)", "missing_signature")
+
+    def _check_unsigned(self, direct: bool, where: str) -> None:
+        """An endpoint without a secret accepts unsigned requests straight from loopback only
+        (a local test, the README's curl), or from anywhere with --allow-unsigned."""
+        if self._config.require_signatures:
+            raise Rejected(401, "signature required but no secret is configured", "unsigned")
+        if not direct and not self._config.allow_unsigned:
+            raise Rejected(
+                401,
+                f"unsigned webhooks are accepted only straight from this machine; configure a secret ({where})",
+                "unsigned_remote",
+            )
 
     def _verify_standard(self, key: bytes, headers: Mapping[str, str], body: bytes) -> str:
         try:
@@ -211,21 +233,17 @@ async def read_body(headers: Mapping[str, str], receive: Receive) -> bytes:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Rejected(413, "body larger than 1 MiB", "too_large")
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY_BYTES:
-            raise Rejected(413, "body larger than 1 MiB", "too_large")
-        if not message.get("more_body", False):
-            return body
+    try:
+        return await receive_body(receive, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise Rejected(413, "body larger than 1 MiB", "too_large") from None
 
 
 def _parse_json(body: bytes) -> Any:
+    """The JSON of a body whose signature was verified over its raw bytes. A UTF-8 byte
+    order mark before it is ignored, as RFC 8259 section 8.1 allows."""
     try:
-        return orjson.loads(body.decode("utf-8"))
+        return orjson.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8", "bad_encoding") from None
     except (ValueError, RecursionError):
@@ -240,9 +258,13 @@ class WebhookRoutes:
     INCIDENT_IO = "/webhook/incident-io"
     GENERIC = "/webhook/generic/"
 
-    def __init__(self, receiver: WebhookReceiver, app: ASGIApp) -> None:
+    def __init__(self, receiver: WebhookReceiver, app: ASGIApp, public: bool = False) -> None:
+        """`public`: this listener is the one exposed (--public-port), so no request on it
+        counts as straight from loopback, whatever its peer address: a tunnel such as
+        `ssh -R` relays from loopback and adds no header."""
         self.receiver = receiver
         self.app = app
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -254,12 +276,15 @@ class WebhookRoutes:
             await _send_json(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"POST"),))
             return
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        direct = not self.public and straight_from_loopback(scope.get("client"), headers)
         try:
             if generic:
                 query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-                status, answer = await self.receiver.generic(path[len(self.GENERIC):], headers, query.get("token"), receive)
+                status, answer = await self.receiver.generic(
+                    path[len(self.GENERIC):], headers, query.get("token"), receive, direct
+                )
             else:
-                status, answer = await self.receiver.incident_io(headers, receive)
+                status, answer = await self.receiver.incident_io(headers, receive, direct)
         except Disconnected:
             return
         await _send_json(send, status, answer)
@@ -282,8 +307,11 @@ def create_app(
     notifier: Notifier,
     registry: CollectorRegistry,
     dashboard: APIRouter,
-) -> WebhookRoutes:
-    """The whole HTTP side: the webhook routes, and FastAPI for everything else."""
+    connections: ConnectionLimits | None = None,
+) -> tuple[WebhookRoutes, WebhookRoutes]:
+    """The whole HTTP side, as two apps: the main listener's (the webhook routes, then
+    FastAPI for everything else, behind the security headers and, with an admin token, its
+    guard) and the public listener's (the webhook routes and /health, nothing else)."""
     app = FastAPI(
         title="Status-page monitor",
         redirect_slashes=False,
@@ -297,10 +325,10 @@ def create_app(
     app.include_router(dashboard)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/health")
-    async def health() -> Response:
-        """200 while the process runs and its state is reachable, 503 while the state is not;
-        "degraded" while any source is failing or the state is unreachable (the body says which)."""
+    async def health_status() -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): 200 while the process runs and its state is reachable, 503
+        while the state is not; "degraded" while any source is failing or the state is
+        unreachable (the body says which)."""
         failing = len(poller.failing)
         state = await store.health()
         answer = {
@@ -310,7 +338,12 @@ def create_app(
             "failing_sources": failing,
             "state": state,
         }
-        return Response(orjson.dumps(answer), status_code=200 if state["ok"] else 503, media_type="application/json")
+        return (200 if state["ok"] else 503), answer
+
+    @app.get("/health")
+    async def health() -> Response:
+        status, answer = await health_status()
+        return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -338,6 +371,7 @@ def create_app(
                 "targets": targets,
             },
             "feeds": poller.feed_stats(),
+            **({"http_connections": connections.stats()} if connections else {}),
         }
 
     @app.get("/metrics")
@@ -356,4 +390,27 @@ def create_app(
         found = await store.list_events(provider=provider, source=source, since=since, limit=limit)
         return {"events": [{"id": s.id, **s.event.to_dict()} for s in found], "count": len(found)}
 
-    return WebhookRoutes(receiver, app)
+    guarded = AdminGuard(config.admin_token, app, STATIC / "login.html") if config.admin_token else app
+    return (
+        WebhookRoutes(receiver, SecurityHeaders(guarded)),
+        WebhookRoutes(receiver, _HealthOnly(health_status), public=True),
+    )
+
+
+class _HealthOnly:
+    """The public listener's one route besides the webhooks: GET /health; 404 for the rest."""
+
+    def __init__(self, health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]) -> None:
+        self.health = health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        nosniff = ((b"x-content-type-options", b"nosniff"),)
+        if scope["path"] != "/health":
+            await _send_json(send, 404, {"detail": "Not Found"}, nosniff)
+        elif scope["method"] not in ("GET", "HEAD"):
+            await _send_json(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"GET"), *nosniff))
+        else:
+            status, answer = await self.health()
+            await _send_json(send, status, answer, nosniff)

@@ -41,8 +41,11 @@ def rss_mb() -> float:
 async def run(args: argparse.Namespace) -> dict:
     feeds = tuple(FeedConfig(f"feed{i}", f"{args.base}/feeds/{i}.rss") for i in range(args.feeds))
     with tempfile.TemporaryDirectory() as folder:
-        config = replace(Config(feeds=feeds), concurrency=args.concurrency, state_path=os.path.join(folder, "state.db"),
-                         request_timeout=60.0)
+        # The benchmark's feeds stand for feeds on many hosts, all served by one loopback
+        # server: the per-host cap is lifted to the global one, so the figures measure the
+        # same polls as before it existed.
+        config = replace(Config(feeds=feeds), concurrency=args.concurrency, per_host_connections=args.concurrency,
+                         state_path=os.path.join(folder, "state.db"), request_timeout=60.0)
         store = open_store(config.state_path)
         await store.open()
         with open(os.devnull, "w") as devnull:

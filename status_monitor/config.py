@@ -20,6 +20,7 @@ from status_monitor.webhooks.signatures import standard_webhook_key
 
 DEFAULT_STATE = "monitor.db"
 PUBLIC_MIN_INTERVAL = 30.0
+ADMIN_TOKEN_MIN = 16  # characters
 
 
 class ConfigError(Exception):
@@ -59,6 +60,13 @@ class Config:
     interval: float = 180.0
     host: str = "127.0.0.1"
     port: int = 8000
+    # A second listener serving only the webhook routes and /health: the one to expose.
+    public_port: int | None = None
+    public_host: str = "127.0.0.1"
+    # With a token, every route but /health and the webhooks needs it (bearer or login cookie).
+    admin_token: str | None = field(default=None, repr=False)
+    max_connections: int = 1000  # open HTTP connections, all listeners together
+    max_event_streams: int = 100  # open /events/stream connections
     json_output: bool = False
     once: bool = False
     replay: bool = False
@@ -66,9 +74,12 @@ class Config:
     state_path: str = DEFAULT_STATE
     retention_days: int = 90
     concurrency: int = 100
+    per_host_connections: int = 6  # polls (and connections) at once to one host, as browsers do
     request_timeout: float = 20.0
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # one body's cap, decoded
+    body_budget_bytes: int = 32 * 1024 * 1024  # large bodies in flight together (see sources.bodies.BodyBudget)
     require_signatures: bool = False
+    allow_unsigned: bool = False  # accept unsigned webhooks from anywhere, not only straight from loopback
     incident_io_secret: str | None = field(default=None, repr=False)
     webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     notify: tuple[NotifyRoute, ...] = ()
@@ -119,6 +130,11 @@ class _FeedFile(_Strict):
 class _ServerFile(_Strict):
     host: Optional[str] = None
     port: Optional[int] = Field(default=None, ge=0, le=65535)
+    public_host: Optional[str] = None
+    public_port: Optional[int] = Field(default=None, ge=1, le=65535)
+    admin_token: Optional[str] = None
+    max_connections: Optional[int] = Field(default=None, ge=10, le=100_000)
+    max_event_streams: Optional[int] = Field(default=None, ge=1, le=10_000)
 
 
 def _secret(value: str) -> str:
@@ -156,6 +172,7 @@ class _WebhooksFile(_Strict):
     incident_io_secret: Optional[Secret] = None
     secrets: dict[str, Secret] = {}
     require_signatures: Optional[bool] = None
+    allow_unsigned: Optional[bool] = None
 
 
 class _NotifyFile(_Strict):
@@ -184,6 +201,7 @@ class _ConfigFile(_Strict):
     state: Optional[str] = None
     retention_days: Optional[int] = Field(default=None, ge=1)
     concurrency: Optional[int] = Field(default=None, ge=1, le=10000)
+    per_host_connections: Optional[int] = Field(default=None, ge=1, le=1000)
     request_timeout: Optional[float] = None
     server: _ServerFile = _ServerFile()
     webhooks: _WebhooksFile = _WebhooksFile()
@@ -297,12 +315,14 @@ def build_config(
     file_path: str | None,
     env: Mapping[str, str] = os.environ,
     watch: Sequence[str] = (),
+    catalogue: dict[str, Provider] | None = None,
     **flags: Any,
 ) -> Config:
     """File, then environment, then flags (flags set to None are not given). The sources are
     the file's [[feeds]] and `providers`, and `watch` (--watch); `defaults` if none is named.
     A relative `state` in the file is taken from the file's folder. Raises ConfigError with
-    every problem found (file, secrets and notification URLs from the environment, flags)."""
+    every problem found (file, secrets and notification URLs from the environment, flags).
+    Provider names are looked up in `catalogue` (the built-in one when None)."""
     _catalogue.cache_clear()  # read afresh at each build: a reload sees an edited providers.toml
     problems: list[str] = []
     config = Config(feeds=defaults)
@@ -324,13 +344,20 @@ def build_config(
                 interval=data.interval or config.interval,
                 host=data.server.host or config.host,
                 port=data.server.port if data.server.port is not None else config.port,
+                public_host=data.server.public_host or config.public_host,
+                public_port=data.server.public_port,
+                admin_token=data.server.admin_token,
+                max_connections=data.server.max_connections or config.max_connections,
+                max_event_streams=data.server.max_event_streams or config.max_event_streams,
                 state_path=_beside(file_path, data.state) if data.state else config.state_path,
                 retention_days=data.retention_days or config.retention_days,
                 concurrency=data.concurrency or config.concurrency,
+                per_host_connections=data.per_host_connections or config.per_host_connections,
                 request_timeout=data.request_timeout or config.request_timeout,
                 incident_io_secret=data.webhooks.incident_io_secret,
                 webhook_secrets=secrets,
                 require_signatures=bool(data.webhooks.require_signatures),
+                allow_unsigned=bool(data.webhooks.allow_unsigned),
                 notify=tuple(
                     NotifyRoute(tuple(n.urls), tuple(n.providers), tuple(n.components), tuple(n.statuses), tuple(n.sources))
                     for n in data.notify
@@ -338,9 +365,12 @@ def build_config(
                 notify_retry_for=data.notify_retry_for or config.notify_retry_for,
                 notify_timeout=data.notify_timeout or config.notify_timeout,
             )
+            if data.server.admin_token is not None:
+                problems += _admin_token_problems(data.server.admin_token, f"{where}: server.admin_token")
+
     if refs:
         try:
-            catalogue = _catalogue()
+            catalogue = catalogue if catalogue is not None else _catalogue()
         except CatalogueError as exc:
             raise ConfigError(problems + [str(exc)]) from None
         for ref, where in refs:
@@ -358,12 +388,15 @@ def build_config(
             secrets[name.removeprefix("WEBHOOK_SECRET_")] = value
     if env.get("INCIDENT_IO_WEBHOOK_SECRET"):
         problems += _secret_problems(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
+    if env.get("MONITOR_ADMIN_TOKEN"):
+        problems += _admin_token_problems(env["MONITOR_ADMIN_TOKEN"], "environment variable MONITOR_ADMIN_TOKEN")
     if env.get("MONITOR_STATE"):
         config = replace(config, state_path=env["MONITOR_STATE"])
     env_urls = tuple(split_urls(env.get("NOTIFY_URLS", "")))
     problems += _notify_url_problems(env_urls, "environment variable NOTIFY_URLS")
     config = replace(
         config,
+        admin_token=env.get("MONITOR_ADMIN_TOKEN") or config.admin_token,
         incident_io_secret=env.get("INCIDENT_IO_WEBHOOK_SECRET") or config.incident_io_secret,
         webhook_secrets=secrets,
         notify=config.notify + ((NotifyRoute(env_urls),) if env_urls else ()),
@@ -374,9 +407,29 @@ def build_config(
             _positive(given["interval"])
         except ValueError as exc:
             problems.append(f"--interval: {exc}")
+    config = replace(config, **given)
+    problems += _listener_problems(config, f"config file {file_path}" if file_path else "flags")
     if problems:
         raise ConfigError(problems)
-    return replace(config, **given)
+    return config
+
+
+def _admin_token_problems(token: str, where: str) -> list[str]:
+    """Never echoes the token."""
+    if len(token) < ADMIN_TOKEN_MIN or not token.isascii() or not token.isprintable() or " " in token:
+        return [f"{where}: must be at least {ADMIN_TOKEN_MIN} printable ASCII characters without spaces"]
+    return []
+
+
+def _listener_problems(config: Config, where: str) -> list[str]:
+    problems = []
+    if config.public_port is not None and not 1 <= config.public_port <= 65535:
+        problems.append(f"{where}: the public port must be from 1 to 65535")
+    if config.public_port is not None and config.public_port == config.port:
+        problems.append(f"{where}: the public port {config.public_port} is also the main port; choose another")
+    if config.allow_unsigned and config.require_signatures:
+        problems.append(f"{where}: allow_unsigned and require_signatures contradict each other; choose one")
+    return problems
 
 
 def _beside(file_path: str, state: str) -> str:
@@ -443,7 +496,11 @@ def _repeated_urls(feeds: tuple[FeedConfig, ...], where: str) -> list[str]:
 
 
 def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.lower().strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
 
 

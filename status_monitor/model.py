@@ -38,6 +38,9 @@ class Event:
     # already seen is stale, not news.
     snapshot: bool = False
 
+    def __post_init__(self) -> None:
+        self.url = web_url(self.url)
+
     @property
     def key(self) -> str:
         return self.keys[0]
@@ -98,6 +101,21 @@ class Incident:
 class OpenIncident:
     latest: Event  # its newest update
     since: datetime | None  # when its first update seen was posted
+
+
+def web_url(value: str | None) -> str | None:
+    """`value` when it is an absolute http:// or https:// URL (surrounding whitespace
+    removed), else None. Every event's link passes here, whatever its source: a
+    `javascript:`, `data:` or `vbscript:` link (or a relative one, or one with a control
+    character, which browsers strip to find the scheme; WHATWG URL standard, "basic URL
+    parser") must reach no stdout line, notification or dashboard."""
+    if not value:
+        return None
+    value = value.strip()
+    scheme = value[:8].lower()
+    if not (scheme.startswith("https://") or scheme.startswith("http://")) or not value.isprintable():
+        return None
+    return value
 
 
 def utc_iso(value: datetime | None) -> str | None:

@@ -81,6 +81,7 @@ class FeedStatus:
     last_success: float | None = None  # Unix time of this run's last good poll
     category: str | None = None  # the last error in a few plain words, to group failures by
     components: dict[str, str] = field(default_factory=dict)  # a page summary's: component id -> status
+    moved_to: str | None = None  # another host the source redirects to (the config should say it)
 
     def __post_init__(self) -> None:
         self.url = httpx.URL(self.feed.url)

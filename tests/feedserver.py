@@ -1,6 +1,7 @@
 """A real HTTP feed server on 127.0.0.1 for the tests: serves documents with ETag and
 Last-Modified, answers 304 only when the conditional headers match, and can be told to
-change a feed, serve HTML, hang, fail, redirect or rate-limit."""
+change a feed, serve HTML, hang, fail, redirect or rate-limit; a route at "*" answers every
+path no other route takes, as catch-all sites do."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class FeedServer:
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
-            route = self.routes.get(handler.path)
+            route = self.routes.get(handler.path) or self.routes.get("*")  # "*": a catch-all site
             headers = {k.lower(): v for k, v in handler.headers.items()}
         if route is None:
             self._answer(handler, 404, b"not found", {"Content-Type": "text/plain"}, headers)

@@ -25,3 +25,9 @@ def test_quick_benchmark_suite_runs_and_writes_its_figures(tmp_path):
     for name in ("webhooks_1", "webhooks_10", "webhooks_10_during_cold_cycle", "bare_webhook_1", "bare_webhook_10"):
         assert figures[name]["per_second"] > 0 and figures[name]["lost"] == 0
     assert figures["naive"]["ratio_vs_steady"] > 1
+    for n, changed in ((200, 3), (1000, 15)):  # the daemon, python3 main.py: 1.5 % of the feeds change an interval
+        daemon = figures[f"daemon_{n}"]
+        assert daemon["unchanged"]["polls"] > 0 and daemon["unchanged"]["not_modified"] == daemon["unchanged"]["polls"]
+        assert 0 <= daemon["changed"]["polls"] - daemon["changed"]["not_modified"] <= changed
+        assert daemon["events"] == changed  # each changed feed's one new update, announced once
+        assert daemon["peak_rss_mb"] > 0 and daemon["unchanged"]["naive_ratio"] > 1

@@ -41,7 +41,8 @@ def browser():
 class Daemon:
     """`python3 main.py` with a config file, restartable on the same port and state file."""
 
-    def __init__(self, tmp_path: Path, feeds) -> None:
+    def __init__(self, tmp_path: Path, feeds, env: dict[str, str] | None = None) -> None:
+        self.env = env
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / "monitor.toml"
@@ -56,7 +57,7 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = start_main("--config", str(self.config), cwd=self.cwd)
+        self.proc = start_main("--config", str(self.config), cwd=self.cwd, env=self.env)
         wait_http(self.base + "/health")
 
     def stop(self) -> None:
@@ -76,14 +77,16 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path, feeds):
+def daemon(tmp_path, feeds, request):
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     feeds.set("/acme.rss", statuspage_rss("acme1", [(now - timedelta(minutes=90), "Investigating", "Elevated errors on the API")]))
     feeds.set("/calm.rss", statuspage_rss("calm1", [(now - timedelta(days=2), "Resolved", "All fine")]))
-    running = Daemon(tmp_path, feeds)
+    running = Daemon(tmp_path, feeds, getattr(request, "param", None))
     running.start()
     deadline = time.monotonic() + 15  # both feeds' first polls (spread over 5 s) are done
-    while httpx.get(running.base + "/stats").json()["polls_total"] < 2 and time.monotonic() < deadline:
+    token = (running.env or {}).get("MONITOR_ADMIN_TOKEN")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    while httpx.get(running.base + "/stats", headers=auth).json()["polls_total"] < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     yield running
     running.stop()
@@ -168,6 +171,63 @@ def test_phone_layout_and_times_in_the_browsers_time_zone(browser, daemon):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing wider than the phone: no sideways scrolling
     page.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)
+
+
+def test_the_page_works_under_its_content_security_policy(browser, daemon):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    response = page.goto(daemon.base + "/")
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["referrer-policy"] == "no-referrer"
+    expect(page.locator("#connection")).to_have_text("Live")
+    daemon.post("GitHub", {"event_type": "incident.updated", "data": {"id": "xss1", "incident": {
+        "name": "Scripted link", "status": "Investigating", "url": "javascript:alert(document.domain)"}}})
+    row = page.locator('#timeline .event[data-provider="GitHub"]')
+    expect(row).to_contain_text("Scripted link", timeout=2000)
+    expect(row.locator("a")).to_have_count(0)  # a link only for http(s)
+    expect(card(page, "GitHub").locator(".incident a")).to_have_count(0)
+    expect(page.locator('#timeline .event[data-provider="Acme"] a')).to_have_attribute("href", re.compile("^https://"))
+    # The page itself makes a link only of an http(s) URL, whatever it is given.
+    for url, expected in (("javascript:alert(1)", None), ("data:text/html,x", None), (" vbscript:x", None),
+                          ("https://status.example/i/1", "https://status.example/i/1")):
+        href = page.evaluate("""(url) => { const a = renderEvent({id: 1, provider: "P", status: "s", title: "T",
+                                        url, message: ""}, false).querySelector("a"); return a && a.href; }""", url)
+        assert href == expected, url
+    # The browser enforces the policy: a script written into the page does not run.
+    page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.injected = 1";
+                             document.body.append(s); }""")
+    assert page.evaluate("window.injected") is None
+    assert any("Content Security Policy" in text for text in problems)  # the refusal of that script, and only it
+    assert [text for text in problems if "Content Security Policy" not in text] == []
+    assert sum("Content Security Policy" in text for text in problems) == 1, problems
+    context.close()
+
+
+@pytest.mark.parametrize("daemon", [{"MONITOR_ADMIN_TOKEN": "browser-admin-token-0123456789"}], indirect=True)
+def test_with_an_admin_token_the_browser_logs_in_once_and_the_page_works(browser, daemon):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(daemon.base + "/")
+    expect(page).to_have_url(daemon.base + "/login")
+    page.fill("#token", "not the token")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-error")).to_be_visible()
+    page.fill("#token", "browser-admin-token-0123456789")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(daemon.base + "/")
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(card(page, "Acme")).to_have_attribute("data-state", "incident")
+    daemon.post("GitHub", hook("gh-live"))
+    expect(page.locator("#timeline .event").first).to_contain_text("Incident gh-live", timeout=2000)
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script can read the session
+    [cookie] = context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert httpx.get(daemon.base + "/api/providers").status_code == 401  # another client, no session
+    context.close()
 
 
 def _wait_failing(daemon: Daemon, count: int) -> None:

@@ -91,7 +91,7 @@ def test_provider_names_misspelt_or_misplaced_are_all_reported(tmp_path):
         where + "providers[2]: unknown provider 'githb'; did you mean 'github', 'gitlab'? (python3 main.py --list-providers lists them)",
         where + "providers[3] ('aws').colour: unknown key",
         where + "providers[4]: must be a provider name or a table { name = ... }",
-        where + "providers[5] ('nope').name: unknown provider 'nope'; did you mean 'openai'? (python3 main.py --list-providers lists them)",
+        where + "providers[5] ('nope').name: unknown provider 'nope'; did you mean 'openai', 'linode'? (python3 main.py --list-providers lists them)",
         "--watch: unknown provider 'claud'; did you mean 'anthropic', 'plaid'? (python3 main.py --list-providers lists them)",
     ]
 

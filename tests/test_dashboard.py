@@ -196,7 +196,7 @@ def test_an_event_committed_while_a_stream_catches_up_is_sent_once(tmp_path):
 
         store.events_after = racing
         ids = []
-        async for frame in stream.frames(0):
+        async for frame in stream.frames(stream.subscribe(), 0):
             if frame.startswith("id: "):
                 ids.append(int(frame.split()[1]))
             if len(ids) == 2:

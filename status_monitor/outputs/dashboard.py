@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from status_monitor.model import Event, OpenIncident, utc_iso
+from status_monitor.model import Event, OpenIncident, utc_iso, web_url
 from status_monitor.redact import redact_url
 
 if TYPE_CHECKING:
@@ -37,10 +38,11 @@ class _Subscriber:
 
 
 class EventStream:
-    """Hands each committed event to every connected browser."""
+    """Hands each committed event to every connected browser, at most `max_streams` at once."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_streams: int = 100) -> None:
         self._store = store
+        self._max_streams = max_streams
         self._subscribers: set[_Subscriber] = set()
         self._closed = False
 
@@ -51,6 +53,19 @@ class EventStream:
         for subscriber in self._subscribers:
             if not subscriber.cut_off and subscriber.queue.empty():  # one pending wake reads everything
                 subscriber.queue.put_nowait(WAKE)
+
+    def subscribe(self) -> _Subscriber | None:
+        """A place among the streams, or None when all `max_streams` are taken."""
+        if len(self._subscribers) >= self._max_streams:
+            return None
+        subscriber = _Subscriber()
+        self._subscribers.add(subscriber)
+        if self._closed:
+            subscriber.queue.put_nowait(None)
+        return subscriber
+
+    def unsubscribe(self, subscriber: _Subscriber) -> None:
+        self._subscribers.discard(subscriber)
 
     def publish(self, event_id: int, event: Event) -> None:
         for subscriber in self._subscribers:
@@ -66,14 +81,10 @@ class EventStream:
         for subscriber in self._subscribers:
             subscriber.queue.put_nowait(None)
 
-    async def frames(self, last_id: int) -> AsyncIterator[str]:
+    async def frames(self, subscriber: _Subscriber, last_id: int) -> AsyncIterator[str]:
         """The events after `last_id` from the store, then live ones (published here, or read
         from the store at each wake). Subscribing before reading the store, and skipping ids
         already sent, leaves neither gap nor repeat."""
-        subscriber = _Subscriber()
-        self._subscribers.add(subscriber)
-        if self._closed:
-            subscriber.queue.put_nowait(None)
         try:
             yield f"retry: {RECONNECT_MS}\n\n"
             sent, catch_up = last_id, True
@@ -99,7 +110,7 @@ class EventStream:
                     yield _frame(event_id, event)
                     sent = event_id
         finally:
-            self._subscribers.discard(subscriber)
+            self.unsubscribe(subscriber)
 
 
 def _frame(event_id: int, event: Event) -> str:
@@ -114,6 +125,7 @@ def _last_id(request: Request) -> int:
 
 
 def _origin(url: str | None) -> str | None:
+    url = web_url(url)
     if not url:
         return None
     parts = urlsplit(url)
@@ -196,12 +208,19 @@ def create_router(cards: Callable[[], list[dict[str, Any]]], stream: EventStream
     async def providers() -> dict[str, Any]:
         return {"providers": cards()}
 
-    @router.get("/events/stream")
-    async def events_stream(request: Request) -> StreamingResponse:
+    @router.get("/events/stream", response_model=None)
+    async def events_stream(request: Request) -> StreamingResponse | JSONResponse:
+        subscriber = stream.subscribe()
+        if subscriber is None:
+            return JSONResponse(
+                {"detail": "too many event streams open; try again later"}, 503, headers={"Retry-After": "5"}
+            )
         return StreamingResponse(
-            stream.frames(_last_id(request)),
+            stream.frames(subscriber, _last_id(request)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            # A client gone before its stream began never runs the stream's own clean-up.
+            background=BackgroundTask(stream.unsubscribe, subscriber),
         )
 
     return router

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from status_monitor.filters import matches_any
 from status_monitor.model import RESOLVED_STATUSES, Event
+from status_monitor.redact import scrub
 from status_monitor.storage import OutboxItem, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -66,12 +67,13 @@ def _mask(part: str) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    """Removes every credential-like piece of `url` from an error message."""
+    """Removes every credential-like piece of `url` from an error message (a target's
+    path segments are often its secret), then scrubs it as every error text is."""
     host = urlsplit(url).hostname or ""
     for piece in sorted(set(re.findall(r"[^/:@?&=#]{4,}", url.split("://", 1)[-1])), key=len, reverse=True):
         if piece != host:
             text = text.replace(piece, "***")
-    return text
+    return scrub(text)
 
 
 def route_matches(route: NotifyRoute, event: Event) -> bool:

@@ -10,14 +10,9 @@ import json
 from typing import Any
 
 from status_monitor.model import Event, Incident
-from status_monitor.sources.feeds import (
-    ComponentState,
-    FeedError,
-    digest,
-    html_to_text,
-    parse_time,
-    statuspage_update_key,
-)
+from status_monitor.sources.feeds import ComponentState, statuspage_update_keys
+from status_monitor.sources.readers import FeedError, parse_time
+from status_monitor.sources.text import digest, html_to_text, plain_text
 
 OPEN_STATUSES = frozenset({"investigating", "identified", "monitoring", "in_progress", "verifying", "scheduled"})
 OPERATIONAL = "operational"
@@ -33,7 +28,11 @@ def read_json(body: bytes) -> Any:
 
 
 def page_name(document: Any) -> str:
-    return as_str(as_dict(as_dict(document).get("page")).get("name"))
+    """The page's name: `page.name`, or a Better Stack document's company name."""
+    page = as_dict(as_dict(document).get("page"))
+    if page:
+        return as_str(page.get("name"))
+    return as_str(as_dict(as_dict(as_dict(document).get("data")).get("attributes")).get("company_name"))
 
 
 def _incident_list(document: Any, key: str = "incidents") -> list[dict]:
@@ -68,38 +67,41 @@ def _local_minute(value: Any) -> str:
 
 def statuspage_incident(provider: str, incident: dict, source: str) -> list[Event]:
     """A Statuspage incident object (API or subscriber webhook: the same shape) as events,
-    oldest first. Each update is named by its id and by the key its feed block gets, so it
-    is announced once whichever source brings it first."""
+    oldest first. Each update is named by its id and by the keys its feed block gets
+    (`feeds.statuspage_update_keys`), so it is announced once whichever source brings it
+    first. An update's `body` is the HTML its feed block shows (GitHub's hold `<br />`:
+    statuspage_github_incidents.json); every other string is plain text."""
     code = incident["id"]
     updates = [u for u in as_list(incident.get("incident_updates")) if isinstance(u, dict)]
     updates.sort(key=lambda u: as_str(u.get("created_at")))  # oldest first, as the feed counts them
     components = [as_str(c.get("name")) for c in as_list(incident.get("components")) if isinstance(c, dict)]
     title = as_str(incident.get("name")) or code
     url = as_str(incident.get("shortlink")) or None
+    statuses = [as_str(u.get("status")) or as_str(incident.get("status")) or "update" for u in updates]
+    labels = [humanise(status) if status != previous else "Update" for status, previous in zip(statuses, [None, *statuses])]
+    messages = [html_to_text(as_str(u.get("body"))) for u in updates]
+    shown_at = [u.get("display_at") or u.get("created_at") for u in updates]
+    block_keys = statuspage_update_keys(code, [(label, _local_minute(when), message)
+                                               for label, when, message in zip(labels, shown_at, messages)])
     events = []
-    previous = None
-    for ordinal, update in enumerate(updates, start=1):
-        status = as_str(update.get("status")) or as_str(incident.get("status")) or "update"
-        label = humanise(status) if status != previous else "Update"
-        previous = status
+    for update, status, message, when, keys in zip(updates, statuses, messages, shown_at, block_keys):
         affected = [as_str(c.get("name")) for c in as_list(update.get("affected_components")) if isinstance(c, dict)]
-        keys = [statuspage_update_key(code, ordinal, label, _local_minute(update.get("display_at") or update.get("created_at")))]
         if as_str(update.get("id")):
-            keys.insert(0, f"statuspage-update:{update['id']}")
+            keys = (f"statuspage-update:{update['id']}", *keys)
         events.append(
             Event(
                 provider=provider,
                 title=title,
                 status=humanise(status),
-                message=html_to_text(as_str(update.get("body"))),
+                message=message,
                 incident_id=code,
                 url=url,
                 source=source,
-                keys=tuple(keys),
+                keys=keys,
                 components=[c for c in (affected or components) if c],
                 event_type="incident.update" if source == "webhook" else None,
                 impact=as_str(incident.get("impact")) or None,
-                occurred_at=parse_time(update.get("display_at") or update.get("created_at")),
+                occurred_at=parse_time(when),
             )
         )
     if not events:
@@ -184,7 +186,7 @@ def incidentio_incidents(document: Any, provider: str, url: str) -> list[Inciden
         events = []
         for update in updates:
             status = as_str(update.get("status")) or as_str(incident.get("status")) or "update"
-            message = html_to_text(as_str(update.get("body")))
+            message = plain_text(as_str(update.get("body")))
             created = parse_time(update.get("created_at"))
             # The feed names the incident's latest state by its ULID, date, status and text:
             # the same key here makes an update seen by both announced once.
@@ -251,6 +253,7 @@ def slack_incidents(document: Any, provider: str, url: str) -> list[Incident]:
             last = ordinal == len(notes)
             status = "Resolved" if last and resolved else "Active" if ordinal == 1 else "Update"
             events.append(Event(
+                # A note's body is HTML (`<p>...&nbsp;</p>`: slack_history.json).
                 provider=provider, title=as_str(incident.get("title")) or incident_id, status=status,
                 message=html_to_text(as_str(note.get("body"))), incident_id=incident_id,
                 url=as_str(incident.get("url")) or None, source="api",

@@ -1,8 +1,10 @@
 """The provider catalogue: well-known status pages and the best source of each, kept as data
-in providers.toml beside this file, so that adding a provider is an edit, not code."""
+in providers.toml beside this file, so that adding a provider is an edit, not code. A user's
+own catalogue file (`--catalogue FILE`, same format) is laid over the built-in one."""
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import tomllib
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class _Entry(BaseModel):
     kind: Optional[SourceKind] = None
     url: Optional[str] = None
     aliases: list[str] = []  # other names people know it by (Anthropic: "claude")
+    checked: datetime.date
 
     @field_validator("page", "url")
     @classmethod
@@ -57,9 +60,10 @@ class _File(BaseModel):
 class Provider:
     id: str
     name: str
-    page: str
+    page: str  # what a person opens
     kind: str | None  # None: detected from the page at start-up
-    url: str | None  # the source's URL where it is not the page itself
+    url: str | None  # the source's URL where it is not the page itself (a feed on another host, say)
+    checked: datetime.date  # the date of the newest evidence the entry rests on
     aliases: tuple[str, ...] = ()
 
     @property
@@ -73,19 +77,54 @@ class Provider:
 
 
 def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Provider]:
+    """The entries of one catalogue file, by id, in file order. Raises CatalogueError for a
+    file that cannot be read, is not TOML, breaks the schema or lists an id or name twice."""
     try:
-        data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CatalogueError(f"provider catalogue {path}: {exc}") from None
+    try:
+        data = _File.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogueError(f"provider catalogue {path}: {'; '.join(_describe(e, raw) for e in exc.errors())}") from None
     providers: dict[str, Provider] = {}
     taken: set[str] = set()
     for entry in data.provider:
-        provider = Provider(entry.id, entry.name, entry.page, entry.kind, entry.url, tuple(entry.aliases))
+        provider = Provider(entry.id, entry.name, entry.page, entry.kind, entry.url, entry.checked, tuple(entry.aliases))
         if taken & set(provider.names):
             raise CatalogueError(f"provider catalogue {path}: {entry.id!r} ({entry.name}) is listed twice")
         taken.update(provider.names)
         providers[entry.id] = provider
     return providers
+
+
+def _describe(error: dict, raw: dict) -> str:
+    """One schema error as `provider #3 ('github'): checked: field required`."""
+    loc = list(error["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "provider" and isinstance(loc[1], int):
+        entries = raw.get("provider") or []
+        entry = entries[loc[1]] if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) else {}
+        where = f"provider #{loc[1] + 1}" + (f" ({entry['id']!r})" if isinstance(entry.get("id"), str) else "") + ": "
+        loc = loc[2:]
+    field = ".".join(str(part) for part in loc)
+    return f"{where}{field + ': ' if field else ''}{error['msg'].lower()}"
+
+
+def merged_catalogue(user_path: Path | None) -> dict[str, Provider]:
+    """The built-in catalogue with a user's catalogue file laid over it: an entry whose id is
+    in both is the user's (it keeps the built-in one's place); the user's new ids follow.
+    A user's entry named (or aliased) like another built-in entry replaces that one too, so
+    that a name still means one provider."""
+    catalogue = load_catalogue()
+    if user_path is None:
+        return catalogue
+    for provider in load_catalogue(user_path).values():
+        same_name = [p.id for p in catalogue.values() if set(p.names) & set(provider.names) and p.id != provider.id]
+        for other in same_name:
+            del catalogue[other]
+        catalogue[provider.id] = provider
+    return catalogue
 
 
 def lookup(catalogue: dict[str, Provider], name: str) -> Provider:

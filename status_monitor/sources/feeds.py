@@ -1,53 +1,21 @@
-"""Pure feed parsing: a feed document goes in, incidents with their updates come out.
+"""Pure feed parsing: a feed's entries go in, incidents with their updates come out.
 
-Two readers turn bytes into plain `Entry` records: a fast one (a strict lxml tree, read
-directly) and feedparser, the tolerant fallback for documents the fast one refuses
-(malformed XML, RSS 1.0, other dialects). One function per feed family (FORMATS.md, part a) turns
-entries into incidents, whichever reader ran. Nothing here touches the network, the clock
-or any state.
+The readers (readers.py) turn bytes into plain `Entry` records; one function per feed family
+(FORMATS.md, part a) turns entries into incidents, whichever reader ran. Nothing here
+touches the network, the clock or any state.
 """
 
 from __future__ import annotations
 
 import calendar
-import email.utils
-import hashlib
-import html
-import io
 import re
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-from lxml import etree
 
 from status_monitor.model import Event, Incident
-
-_STRICT_XML = etree.XMLParser(recover=False, resolve_entities=False, no_network=True, huge_tree=False)
-
-
-class FeedError(Exception):
-    """The body is not a usable feed: an error for that feed, never "no incidents"."""
-
-
-@dataclass
-class Entry:
-    """One feed item or entry, as plain data, whichever reader produced it."""
-
-    id: str
-    link: str
-    title: str
-    content: str  # HTML
-    published: datetime | None  # the item's date: published, else updated; whole seconds
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Document:
-    title: str
-    generator: str
-    entries: list[Entry]
+from status_monitor.sources.readers import Document, Entry
+from status_monitor.sources.text import digest, html_to_text
 
 
 @dataclass
@@ -76,139 +44,6 @@ def entry_fingerprints(entries: list[Entry], kind: str) -> array:
     return array("q", (hash((kind, e.id, e.link, e.title, e.content, e.published, tuple(e.tags))) for e in entries))
 
 
-def read_document(body: bytes, reader: str = "auto") -> Document:
-    if reader == "feedparser":
-        return _read_with_feedparser(body)
-    try:
-        return _read_fast(body)
-    except FeedError:
-        if reader == "fast":
-            raise
-        return _read_with_feedparser(body)
-
-
-def _read_fast(body: bytes) -> Document:
-    """RSS 2.0 and Atom straight from a strict lxml tree: a malformed document is refused."""
-    try:
-        root = etree.fromstring(body, _STRICT_XML)
-    except etree.XMLSyntaxError as exc:
-        raise FeedError(f"malformed XML: {exc}") from None
-    if root.tag == "rss" and (channel := root.find("channel")) is not None:
-        return Document(_text(channel, "title"), _text(channel, "generator"), [_rss_entry(i) for i in channel.iter("item")])
-    if root.tag == _ATOM + "feed":
-        return Document(_text(root, _ATOM + "title"), _text(root, _ATOM + "generator"),
-                        [_atom_entry(e) for e in root.iterchildren(_ATOM + "entry")])
-    raise FeedError("not an RSS or Atom feed")
-
-
-_ATOM = "{http://www.w3.org/2005/Atom}"
-_CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
-
-
-def _text(element: Any, path: str) -> str:
-    return (element.findtext(path) or "").strip()
-
-
-def _rss_entry(item: Any) -> Entry:
-    fields: dict[str, str] = {}
-    tags = []
-    for child in item:
-        if child.tag == "category":
-            if child.text and child.text.strip():
-                tags.append(child.text.strip())
-        elif child.tag not in fields:
-            fields[child.tag] = child.text or ""
-    date = fields.get("pubDate", "").strip()
-    try:
-        published = email.utils.parsedate_to_datetime(date) if date else None
-    except (TypeError, ValueError):
-        published = None
-    link = fields.get("link", "").strip()
-    return Entry(
-        id=fields.get("guid", "").strip() or link,
-        link=link,
-        title=fields.get("title", "").strip(),
-        content=fields.get(_CONTENT_ENCODED) or fields.get("description") or "",
-        published=_whole_seconds(published),
-        tags=tags,
-    )
-
-
-def _atom_entry(entry: Any) -> Entry:
-    link = ""
-    for element in entry.iterchildren(_ATOM + "link"):
-        if element.get("rel", "alternate") == "alternate":
-            link = element.get("href", "")
-            break
-    return Entry(
-        id=_text(entry, _ATOM + "id"),
-        link=link,
-        title=_text(entry, _ATOM + "title"),
-        content=_atom_text(entry.find(_ATOM + "content")) or _atom_text(entry.find(_ATOM + "summary")),
-        published=_whole_seconds(parse_time(_text(entry, _ATOM + "published") or _text(entry, _ATOM + "updated"))),
-        tags=[c.get("term") for c in entry.iterchildren(_ATOM + "category") if c.get("term")],
-    )
-
-
-def _atom_text(element: Any) -> str:
-    if element is None:
-        return ""
-    if element.get("type") == "xhtml":
-        return "".join(etree.tostring(child, encoding="unicode") for child in element)
-    return element.text or ""
-
-
-def _read_with_feedparser(body: bytes) -> Document:
-    import feedparser  # only for the rare document the fast reader refuses: it costs memory
-
-    # A file object, never a string: feedparser fetches URLs and opens paths it is given.
-    doc = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
-    benign = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)  # warnings, not breakage
-    if doc.bozo and not isinstance(doc.bozo_exception, benign):
-        raise FeedError(f"malformed feed: {doc.bozo_exception}")
-    if not doc.version:
-        raise FeedError("not an RSS or Atom feed (an HTML page or unknown document)")
-    if not doc.feed.get("title") and not doc.entries:
-        raise FeedError("feed has no title and no entries")
-    entries = []
-    for e in doc.entries:
-        parsed = e.get("published_parsed") or e.get("updated_parsed")
-        entries.append(
-            Entry(
-                id=e.get("id") or "",
-                link=e.get("link") or "",
-                title=e.get("title") or "",
-                content=_first_content(e.get("content")) or e.get("summary") or "",
-                published=datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc) if parsed else None,
-                tags=[t["term"] for t in e.get("tags", []) if t.get("term")],
-            )
-        )
-    return Document(doc.feed.get("title", ""), doc.feed.get("generator", "") or "", entries)
-
-
-def _first_content(content: Any) -> str:
-    if content:
-        return content[0].get("value") or ""
-    return ""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time as feeds, APIs and webhooks write it. One without a zone is read as
-    UTC: every time must compare with every other (ordering, staleness, open incidents)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _whole_seconds(when: datetime | None) -> datetime | None:
-    """Both readers must give the same date: feedparser keeps no fractions of a second."""
-    return when.astimezone(timezone.utc).replace(microsecond=0) if when else None
-
-
 _CHANNEL_DATE = re.compile(rb"<(pubDate|lastBuildDate|updated)>[^<]*</\1>")
 _FIRST_ITEM = re.compile(rb"<(?:item|entry)[\s>]")
 
@@ -232,33 +67,11 @@ def detect_kind(doc: Document) -> str:
     for entry in doc.entries[:5]:
         if _INCIDENTIO_ID.search(entry.link or entry.id):
             return "incidentio"
+        if STATUSIO_LINK.search(entry.link):
+            return "statusio"
         if _BLOCK_START.search(entry.content):
             return "statuspage"
     return "per-update"
-
-
-_LINE_BREAK = re.compile(r"<\s*(?:br|/p|/li|/div|/h\d)\b[^>]*>", re.I)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def html_to_text(fragment: str) -> str:
-    """Plain text with line breaks where the markup broke lines."""
-    if "<" in fragment:
-        fragment = _TAG.sub("", _LINE_BREAK.sub("\n", fragment))
-    if "&" in fragment:
-        fragment = html.unescape(fragment)
-    if "\n" not in fragment:
-        return " ".join(fragment.split())
-    stripped = fragment.strip()
-    if stripped.isprintable():  # the line breaks were only at the ends (a closing </p>, say)
-        return " ".join(stripped.split())
-    lines = (" ".join(line.split()) for line in fragment.splitlines())
-    return "\n".join(line for line in lines if line)
-
-
-def digest(text: str) -> str:
-    """A text's share of an update key (feeds, APIs and webhooks must agree on it)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- Atlassian Statuspage: one item per incident, every update a block, newest first ---
@@ -280,6 +93,13 @@ _TZ_OFFSETS = {
 }
 _OFFSETS = {name: timedelta(hours=hours) for name, hours in _TZ_OFFSETS.items()}
 _NO_OFFSET = timedelta(0)
+
+
+def zone_offset(abbreviation: str) -> timedelta:
+    """A time zone abbreviation status pages print (PDT, CET, UTC) as its offset from UTC;
+    an unknown one as 0."""
+    return _OFFSETS.get(abbreviation.upper(), _NO_OFFSET)
+
 _TWO_DAYS = timedelta(days=2)
 _OPEN_STATUSPAGE = frozenset({"investigating", "identified", "monitoring", "in progress", "verifying"})
 
@@ -292,9 +112,27 @@ class StatuspageBlock:
     text: str
 
 
-def statuspage_update_key(code: str, ordinal: int, label: str, local_time: str) -> str:
-    """Names one Statuspage update the same way from a feed block and from a webhook."""
-    return f"statuspage:{code}:{ordinal}:{label.lower()}:{local_time}"
+def statuspage_update_keys(code: str, updates: list[tuple[str, str, str]]) -> list[tuple[str, ...]]:
+    """The keys of a Statuspage incident's updates, given as (label, local time, text) oldest
+    first, alike from its feed blocks, its API and its webhooks (FORMATS.md A1, A2).
+
+    An update is named by its displayed time and, apart, by its text, each with how many
+    earlier updates of the incident share it: an owner editing the one or the other leaves
+    the other key known, and deleting an update moves no other update's keys (unless it
+    shared their minute or text). Last comes the key earlier versions gave (ordinal, label,
+    time), so that their state still knows the updates it announced."""
+    seen_times: dict[str, int] = {}
+    seen_texts: dict[str, int] = {}
+    keys = []
+    for ordinal, (label, local_time, text) in enumerate(updates, start=1):
+        at, said = seen_times.get(local_time, 0), seen_texts.get(text, 0)
+        seen_times[local_time], seen_texts[text] = at + 1, said + 1
+        keys.append((
+            f"statuspage-at:{code}:{local_time}:{at}",
+            f"statuspage-text:{code}:{digest(text)}:{said}",
+            f"statuspage:{code}:{ordinal}:{label.lower()}:{local_time}",
+        ))
+    return keys
 
 
 def _statuspage_blocks(content: str, published: datetime | None) -> list[StatuspageBlock]:
@@ -304,7 +142,7 @@ def _statuspage_blocks(content: str, published: datetime | None) -> list[Statusp
         if not match:
             continue
         label = html_to_text(match["label"]) or "Update"
-        when = _TAG.sub("", match["when"])
+        when = html_to_text(match["when"])
         local_time, occurred_at = _block_time(when, published)
         blocks.append(StatuspageBlock(local_time, occurred_at, label, html_to_text(match["body"])))
     blocks.reverse()
@@ -343,11 +181,13 @@ def _statuspage_incident(entry: Entry, provider: str) -> Incident:
     link = entry.link
     match = _STATUSPAGE_CODE.search(link) or _STATUSPAGE_CODE.search(entry.id)
     code = match.group(1) if match else digest(entry.id or link)
-    title = html_to_text(entry.title)
+    title = entry.title
     published = entry.published
     updates = []
     status = "Update"
-    for ordinal, block in enumerate(_statuspage_blocks(entry.content, published), start=1):
+    blocks = _statuspage_blocks(entry.content, published)
+    block_keys = statuspage_update_keys(code, [(block.label, block.local_time, block.text) for block in blocks])
+    for block, keys in zip(blocks, block_keys):
         if block.label.lower() != "update":
             status = block.label
         updates.append(
@@ -359,7 +199,7 @@ def _statuspage_incident(entry: Entry, provider: str) -> Incident:
                 incident_id=code,
                 url=link or None,
                 source="rss",
-                keys=(statuspage_update_key(code, ordinal, block.label, block.local_time),),
+                keys=keys,
                 occurred_at=block.occurred_at or published,
             )
         )
@@ -369,6 +209,8 @@ def _statuspage_incident(entry: Entry, provider: str) -> Incident:
 # --- incident.io: one item per incident, holding only its latest state ---
 
 _INCIDENTIO_ID = re.compile(r"/incidents/([0-9A-HJKMNP-TV-Z]{26})\b")
+# A status.io item's link names its page and the incident (or maintenance): see statusio.py.
+STATUSIO_LINK = re.compile(r"/pages/(?:incident|maintenance)/[0-9a-f]{24}/(?P<id>[0-9a-f]{24})")
 _INCIDENTIO_STATUS = re.compile(r"<b>\s*Status:\s*(?P<status>[^<]+?)\s*</b>", re.I)
 _INCIDENTIO_COMPONENTS = re.compile(r"<b>\s*Affected components\s*</b>(?P<list>.*)", re.I | re.S)
 _LIST_ITEM = re.compile(r"<li>(.*?)</li>", re.I | re.S)
@@ -404,7 +246,7 @@ def _incidentio_incident(entry: Entry, provider: str) -> Incident:
     stamp = occurred_at.isoformat() if occurred_at else ""
     event = Event(
         provider=provider,
-        title=html_to_text(entry.title),
+        title=entry.title,
         status=status,
         message=message,
         incident_id=incident_id,
@@ -418,10 +260,12 @@ def _incidentio_incident(entry: Entry, provider: str) -> Incident:
     return Incident(incident_id, [event], open=status.lower() != "resolved")
 
 
-# --- per-update feeds (AWS, Google Cloud, Azure, anything unknown): each entry an update ---
+# --- per-update feeds (AWS, Google Cloud, Azure, StatusCast, anything unknown): each entry an update ---
 
 _AWS_GUID = re.compile(r"#(?P<scope>[^#]+)_(?P<epoch>\d+)$")
 _GCP_ID = re.compile(r":feed:(?P<incident>[^.]+)\.")
+# StatusCast (Fastly): one item per post, guid "/<incident>/<post>" (Infrawrench's Fastly plugin, verified 2026-10)
+_STATUSCAST_GUID = re.compile(r"^/(?P<incident>\d+)/\d+$")
 _STATUS_PREFIX = re.compile(
     r"^\s*(?:\[(?P<bracket>[A-Za-z ]+)\]|(?P<word>RESOLVED|UPDATE|INVESTIGATING|IDENTIFIED|MONITORING|"
     r"Service is operating normally|Service impact|Service disruption|Informational message)\s*:)\s*",
@@ -446,12 +290,16 @@ def per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> 
     groups: dict[str, list[Event]] = {}
     for entry in entries:
         entry_id = entry.id or entry.link or digest(entry.content)
+        statuscast = _STATUSCAST_GUID.match(entry_id)
         if "://" not in entry_id and not entry_id.startswith("tag:"):
             entry_id = f"{feed_url}#{entry_id}"
-        status, title = _status_from_title(html_to_text(entry.title))
+        status, title = _status_from_title(entry.title)
         message = html_to_text(entry.content)
         aws, gcp = _AWS_GUID.search(entry_id), _GCP_ID.search(entry_id)
-        incident_id = aws["scope"] if aws else gcp["incident"] if gcp else entry_id
+        same_id = "https://" + entry_id[7:] if entry_id.startswith("http://") else entry_id
+        incident_id = (
+            aws["scope"] if aws else gcp["incident"] if gcp else statuscast["incident"] if statuscast else same_id
+        )
         components = list(entry.tags)
         event = Event(
             provider=provider,
@@ -461,8 +309,9 @@ def per_update_incidents(entries: list[Entry], provider: str, feed_url: str) -> 
             incident_id=incident_id,
             url=entry.link or None,
             source="rss",
-            # The text is part of the key: Azure rewrites an item in place under one guid.
-            keys=(f"entry:{entry_id}:{digest(message)}",),
+            # The text is part of the key: Azure rewrites an item in place under one guid. An
+            # id's scheme is not: a site moving to HTTPS changes its guids' http:// alone.
+            keys=tuple(dict.fromkeys((f"entry:{same_id}:{digest(message)}", f"entry:{entry_id}:{digest(message)}"))),
             components=components,
             occurred_at=entry.published,
         )

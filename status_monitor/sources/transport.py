@@ -3,14 +3,16 @@
 The code is written against httpx; this transport only moves the bytes. httpx's own pool
 scans every connection on every request, so at 100 concurrent polls it spends about ten
 times the CPU of the request itself (encode/httpx issue 3215); aiohttp's pool does not.
-httpx still does redirects, timeouts' bookkeeping and content decoding (gzip, brotli),
-so size caps apply to the decoded body.
+httpx still does redirects and timeouts' bookkeeping; bodies are decoded by the poller
+(`bodies`), within its caps. Every error is raised as an httpx one with aiohttp's (or
+the socket's) as its cause, for `plain_reason` to name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import ssl
 from typing import AsyncIterator
 
@@ -31,23 +33,28 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_chunked(CHUNK):
                 yield chunk
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out", request=self._request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=self._request) from exc
+            raise httpx.ReadTimeout(type(exc).__name__, request=self._request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(type(exc).__name__, request=self._request) from exc
 
     async def aclose(self) -> None:
         self._response.release()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext, max_per_host: int = 0) -> None:
+        """At most `max_connections` open connections, `max_per_host` (0: no limit) to one
+        host, port and scheme (aiohttp's `limit_per_host`)."""
         self._max_connections = max_connections
+        self._max_per_host = max_per_host
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_per_host, ssl=self._ssl, ttl_dns_cache=300
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
             )
@@ -59,21 +66,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
         )
         body = await request.aread()
+        # Credentials travel in the Authorization header httpx built, never twice: aiohttp
+        # refuses a URL's userinfo beside that header.
+        url = request.url.copy_with(userinfo=b"") if request.url.userinfo else request.url
         try:
             response = await self._session_for_loop().request(
                 request.method,
-                yarl.URL(str(request.url), encoded=True),  # httpx has encoded it: yarl need not again
+                yarl.URL(str(url), encoded=True),  # httpx has encoded it: yarl need not again
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
             )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ConnectTimeout(str(exc) or "timed out", request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc.os_error) or type(exc).__name__, request=request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(type(exc).__name__, request=request) from exc
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:  # no headers in time
+            raise httpx.ReadTimeout(type(exc).__name__, request=request) from exc
+        except (aiohttp.ClientConnectorError, OSError) as exc:
+            raise httpx.ConnectError(type(exc).__name__, request=request) from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise httpx.RemoteProtocolError(type(exc).__name__, request=request) from exc
         return httpx.Response(
             status_code=response.status,
             headers=httpx.Headers(response.raw_headers, encoding="latin-1"),
@@ -99,8 +111,13 @@ def plain_reason(exc: BaseException, url: httpx.URL) -> tuple[str, str]:
     while exc is not None and len(chain) < 10:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
+    for cause in chain:  # aiohttp's reading of the answer, under httpx's RemoteProtocolError
+        if isinstance(cause, aiohttp.ClientPayloadError):
+            return "malformed response", f"{host} broke off the body (incomplete or malformed)"
+        if isinstance(cause, aiohttp.ClientResponseError):  # aiohttp says "400" for an answer it could not read
+            return "malformed response", f"malformed HTTP response from {host}"
     for cause in chain:
-        if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        if isinstance(cause, (aiohttp.ClientConnectorDNSError, socket.gaierror)):
             return "name resolution failed", f"cannot resolve host {host}"
         if isinstance(cause, ssl.SSLCertVerificationError):
             original = getattr(cause, "certificate_error", cause)  # aiohttp's wrapper keeps ssl's error
@@ -116,4 +133,6 @@ def plain_reason(exc: BaseException, url: httpx.URL) -> tuple[str, str]:
             return "timed out", f"{host} did not answer in time"
         if isinstance(cause, (aiohttp.ServerDisconnectedError, ConnectionResetError, httpx.RemoteProtocolError)):
             return "connection dropped", f"{host} closed the connection before the answer was complete"
+        if isinstance(cause, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+            return "invalid URL", "not a valid http or https URL"
     return "connection failed", f"cannot connect to {host}:{port} ({type(chain[0]).__name__})"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from status_monitor.model import Event
+from status_monitor.model import Event, utc_iso
 from status_monitor.sources.apis import as_dict, as_list, as_str, component_event, statuspage_incident
-from status_monitor.sources.feeds import ComponentState, digest, html_to_text, parse_time
+from status_monitor.sources.feeds import ComponentState
+from status_monitor.sources.readers import parse_time
+from status_monitor.sources.text import digest, plain_text
 
 INCIDENT_IO = "incident.io"
 INCIDENT_IO_TYPES = (
@@ -57,9 +59,10 @@ def incidentio_events(body: Any, delivery_id: str) -> list[Event]:
     status_obj = as_dict(payload.get("new_status")) or as_dict(incident.get("incident_status"))
     category = as_str(status_obj.get("category")).lower()
     status = _CATEGORY_STATUS.get(category) or as_str(status_obj.get("name")) or "Update"
-    message = as_str(payload.get("message") or incident.get("most_recent_update_message") or incident.get("summary"))
-    message = html_to_text(message) if "<" in message else message
+    # Plain text, like every string of a webhook: "<ubuntu-24>" is part of the message.
+    message = plain_text(as_str(payload.get("message") or incident.get("most_recent_update_message") or incident.get("summary")))
     incident_id = as_str(incident["id"])
+    updated_at = parse_time(incident.get("updated_at"))
     return [
         Event(
             provider=INCIDENT_IO,
@@ -69,9 +72,12 @@ def incidentio_events(body: Any, delivery_id: str) -> list[Event]:
             incident_id=incident_id,
             url=as_str(incident.get("permalink")) or None,
             source="webhook",
-            keys=(f"incidentio-wh:{incident_id}:{status.lower()}:{digest(message)}",),
+            # When it was made is part of an update: an incident back at an earlier status with
+            # the same text is news. A replay is the delivery id's business, a late copy the
+            # staleness check's.
+            keys=(f"incidentio-wh:{incident_id}:{utc_iso(updated_at) or ''}:{status.lower()}:{digest(message)}",),
             event_type=event_type,
-            occurred_at=parse_time(incident.get("updated_at")),
+            occurred_at=updated_at,
             snapshot=True,
         )
     ]
@@ -124,7 +130,7 @@ def _generic(provider: str, body: dict) -> Event:
         provider=provider,
         title=as_str(incident.get("name")) or incident_id,
         status=label or "Update",
-        message=html_to_text(message) if "<" in message else message,
+        message=plain_text(message),
         incident_id=incident_id,
         url=as_str(incident.get("url") or data.get("url")) or None,
         source="webhook",

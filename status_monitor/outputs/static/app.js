@@ -35,8 +35,19 @@ function age(iso) {
   return `${Math.floor(hours / 24)} days`;
 }
 
+// Only http(s) links become links: the monitor drops any other scheme, and the page checks again.
+function webUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch (error) {
+    return null;
+  }
+}
+
 function link(url, text) {
-  return url ? el("a", { href: url, textContent: text, rel: "noopener", target: "_blank" }) : text;
+  const href = url ? webUrl(url) : null;
+  return href ? el("a", { href, textContent: text, rel: "noopener noreferrer", target: "_blank" }) : text;
 }
 
 function renderIncident(incident) {
@@ -146,6 +157,7 @@ function remember(event) {
 
 async function fetchJson(url) {
   const response = await fetch(url, { cache: "no-store" });
+  if (response.status === 401) location.assign("/login"); // an admin token is set, and this browser has no session
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }

@@ -1,0 +1,1 @@
+"""What faces the network: who may reach what, and the bounds on HTTP clients."""
