@@ -303,14 +303,18 @@ class FeedPoller:
         return added, removed, changed
 
     def _cancel_timer(self, url: str) -> bool:
-        """Whether a poll was waiting and is no longer (False when it has started: once done
-        it schedules the next itself)."""
-        timer = self._timers.pop(url, None)
-        if timer is None:
-            return False
-        waiting = timer.when() > asyncio.get_running_loop().time()
-        timer.cancel()
-        return waiting
+        """Takes the poll of `url` out of the tick it waits for; whether one was waiting
+        (False when it has started: once done it schedules the next itself)."""
+        for at, due in self._due.items():
+            kept = [status for status in due if status.feed.url != url]
+            if len(kept) < len(due):
+                if kept:
+                    self._due[at] = kept
+                else:
+                    del self._due[at]
+                    self._timers.pop(at).cancel()
+                return True
+        return False
 
     @property
     def failing(self) -> list[FeedStatus]:
