@@ -251,7 +251,9 @@ def test_migrate_state_moves_a_sqlite_state_and_nothing_is_announced_again(tmp_p
     outbox, components, detected = asyncio.run(read())  # before a monitor without targets drops the outbox
     assert [(o.target, o.event_key) for o in outbox] == [("target-1", "k9")]
     assert components == {"https://x.test/summary": {"c1": "major_outage"}}
-    assert detected == {"https://x.test/": ("statuspage", "https://x.test/api/v2/summary.json")}
+    assert detected["https://x.test/"] == ("statuspage", "https://x.test/api/v2/summary.json")
+    assert {url: kind for url, (kind, _) in detected.items() if url.startswith(feeds.url(""))} == {
+        url: "statuspage" for _, url in sources}  # what detection found for the two feeds came along too
 
     polled = {code: len(feeds.requests_to(f"/{code}")) for code in ("m0", "m1")}
     with RunningMonitor(make_config(tmp_path, sources, state_path=pg_url, interval=60)) as after:
