@@ -25,6 +25,7 @@ from typing import IO
 
 import aiohttp
 import uvloop
+from proc import cpu_seconds, free_port, server_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"benchmark-secret-24bytes"
@@ -56,33 +57,6 @@ def delivery(seq: int) -> tuple[bytes, dict[str, str]]:
     headers = {"webhook-id": msg_id, "webhook-timestamp": stamp,
                "webhook-signature": "v1," + base64.b64encode(digest).decode(), "content-type": "application/json"}
     return body, headers
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu_seconds(pid: int) -> float:
-    """A database server's CPU so far: its postmaster, the backends it has reaped (the
-    postmaster's children times) and those still running."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            child = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(child[1]) == pid:
-            total += (int(child[11]) + int(child[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Arrivals(asyncio.Protocol):
