@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python3
 
-.PHONY: run test chromium
+.PHONY: run test chromium postgresql
 
 $(VENV)/.run: requirements.txt
 	python3 -m venv $(VENV)
@@ -20,5 +20,9 @@ run: $(VENV)/.run
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-test: $(VENV)/.dev chromium
+# The storage tests start a throwaway PostgreSQL server from Debian's package (initdb, pg_ctl).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+
+test: $(VENV)/.dev chromium postgresql
 	$(PY) -m pytest -q $(ARGS)

@@ -28,8 +28,9 @@ UNSTATED_OPEN_WINDOW = timedelta(days=7)
 class EventHandler:
     """Decides whether an event is new (against the seen keys), announces it, records it.
 
-    An event is printed first and recorded second: a crash between the two prints it
-    again after a restart (at-least-once) rather than losing it.
+    An event is printed inside the transaction that records it, before the commit: a crash
+    between the two prints it again after a restart (at-least-once) rather than losing it.
+    The seen keys in memory are a fast path; the store's unique keys decide.
     """
 
     def __init__(
@@ -105,8 +106,7 @@ class EventHandler:
                     self._track(event)  # a filtered "Resolved" still closes an incident shown open
                 await self._store.add_keys(event.keys, delivery_id=last)
                 self._seen.update(event.keys)
-            else:
-                await self._announce(event, last, notify)
+            elif await self._announce(event, last, notify):
                 announced.append(event)
             if last is not None:
                 unrecorded = None
@@ -190,24 +190,32 @@ class EventHandler:
         else:
             self._open[ident] = OpenIncident(event, event.occurred_at or event.received_at)
 
-    async def _announce(self, event: Event, delivery_id: str | None, notify: bool) -> None:
+    async def _announce(self, event: Event, delivery_id: str | None, notify: bool) -> bool:
+        """Stores the event and prints it within the store's transaction, once the store has
+        found it new: with replicas sharing a database, the one whose insert of its keys
+        wins prints it. Returns whether it was announced here."""
         event.received_at = self._clock()
+        sends = self._notifier.prepare(event) if notify and self._notifier else []
+        event_id = await self._store.add_event(event, delivery_id, sends, announce=self._emit)
+        self._seen.update(event.keys)
+        if event_id is None:
+            self.stats.duplicates_total += 1
+            return False
         self._track(event)
+        self.stats.events_total += 1
+        self.stats.by_label[event.provider, event.source, event.status] += 1
+        if sends:
+            self._notifier.submit(sends)
+        for listener in self._listeners:
+            listener(event_id, event)
+        return True
+
+    def _emit(self, event: Event) -> None:
         for output in self._outputs:
             try:
                 output.emit(event)
             except Exception:
                 log.exception("output %s failed", type(output).__name__)
-        self._seen.update(event.keys)
-        self.stats.events_total += 1
-        self.stats.by_label[event.provider, event.source, event.status] += 1
-        sends = self._notifier.prepare(event) if notify and self._notifier else []
-        event_id = await self._store.add_event(event, delivery_id, sends)
-        if sends:
-            self._notifier.submit(sends)
-        if event_id is not None:
-            for listener in self._listeners:
-                listener(event_id, event)
 
 
 def _age(event: Event) -> datetime:

@@ -31,7 +31,7 @@ from status_monitor.outputs.dashboard import EventStream, create_router, provide
 from status_monitor.outputs.metrics import MonitorCollector, create_registry
 from status_monitor.outputs.notify import Notifier, send_test
 from status_monitor.outputs.stdout import Output, StreamOutput
-from status_monitor.redact import remember_secret, remember_url_secrets, scrub_every_log_handler
+from status_monitor.redact import redact_url, remember_secret, remember_url_secrets, scrub_every_log_handler
 from status_monitor.sources.bodies import BodyBudget
 from status_monitor.sources.catalogue import (
     DEFAULT_PROVIDERS,
@@ -43,7 +43,8 @@ from status_monitor.sources.catalogue import (
 )
 from status_monitor.sources.check import HEADER, OK, Unreachable, check_providers
 from status_monitor.sources.detect import Answer
-from status_monitor.storage import FeedRecord, StateError, open_store
+from status_monitor.storage import FeedRecord, StateError, StoreUnavailable, open_store
+from status_monitor.storage.sqlite import SQLiteStore
 from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
 
@@ -123,7 +124,7 @@ class Monitor:
 
     async def open(self) -> None:
         await self.store.open()
-        log.info("state in %s", self.config.state_path)
+        log.info("state in %s", self.store.path)
         await self.store.prune(self.config.retention_days)
         await self.handler.load()
 
@@ -153,10 +154,14 @@ class Monitor:
             await receiver.load()
             handler = self.handler
             registry = create_registry(MonitorCollector(
-                handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier
+                handler.stats, lambda: handler.open_incidents, poller.stats, poller.feeds, receiver.stats, self.notifier,
+                (lambda: self.store.fleet) if self.store.shared else None,
             ))
             stream = EventStream(self.store, config.max_event_streams)
-            handler.subscribe(stream.publish)
+            if self.store.shared:  # every replica's events, read from the database in id order
+                self.store.listen(stream.wake)
+            else:
+                handler.subscribe(stream.publish)
             dashboard = create_router(
                 lambda: provider_cards(poller.feeds.values(), handler.providers, handler.open_incident_list()), stream
             )
@@ -181,6 +186,8 @@ class Monitor:
                 failed[0].result()
             self._announce_start(config, len(poller.feeds))
             await self.notifier.start()
+            if self.store.shared:
+                await self.store.join_fleet()
             poller.start()
             housekeeping = asyncio.create_task(self._housekeeping(poller))
             await self._stop.wait()
@@ -409,7 +416,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", default=None, dest="json_output", help="print one JSON object per line")
     parser.add_argument("--once", action="store_true", help="poll every feed once, print, exit (no HTTP server)")
     parser.add_argument("--replay", action="store_true", default=None, help="on a feed's first poll, announce its history too")
-    parser.add_argument("--state", metavar="PATH", dest="state_path", help="SQLite state file (default ./monitor.db; :memory: keeps nothing)")
+    parser.add_argument(
+        "--state", dest="state_path", metavar="PATH|URL",
+        help="SQLite state file (default ./monitor.db; :memory: keeps nothing), or a PostgreSQL database "
+        "shared by replicas: postgresql://user:password@host:port/db (also MONITOR_STATE)",
+    )
     parser.add_argument("--require-signatures", action="store_true", default=None, help="refuse unsigned webhooks (401)")
     parser.add_argument(
         "--allow-unsigned", action="store_true", default=None,
@@ -419,6 +430,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--test-notify", action="store_true",
         help="send a test message to every notification target, report each, exit (0 all delivered, 1 any failed)",
+    )
+    parser.add_argument(
+        "--migrate-state", nargs=2, metavar=("SQLITE_FILE", "POSTGRESQL_URL"),
+        help="copy a SQLite state into an empty PostgreSQL database (seen keys, events, feeds, outbox...), exit",
     )
     parser.add_argument("--provider", help="with --history: only this provider")
     parser.add_argument(
@@ -442,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_providers:
         print_catalogue(catalogue)
         return 0
+    if args.migrate_state:
+        return asyncio.run(migrate_state(*args.migrate_state))
 
     def load() -> Config:
         return build_config(
@@ -559,6 +576,31 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+async def migrate_state(sqlite_path: str, url: str) -> int:
+    """--migrate-state: copies a SQLite state into an empty PostgreSQL database; says what was
+    copied (or why nothing was) on stderr. Returns the exit status: 0, or 2 on an error."""
+    if not Path(sqlite_path).is_file():
+        print(f"error: state file {sqlite_path}: not found", file=sys.stderr)
+        return 2
+    if not url.startswith(("postgresql://", "postgres://")):
+        print(f"error: {redact_url(url)}: not a postgresql:// URL", file=sys.stderr)
+        return 2
+    source, target = SQLiteStore(sqlite_path), open_store(url)
+    try:
+        await source.open()
+        await target.open()
+        copied = await target.copy_from(source.db)
+    except (StateError, StoreUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await source.close()
+        await target.close()
+    counts = ", ".join(f"{n} {table}" for table, n in copied.items())
+    print(f"copied {sqlite_path} to {target.path}: {counts}", file=sys.stderr)
+    return 0
 
 
 async def _test_notify(config: Config) -> int:

@@ -38,7 +38,7 @@ from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.readers import FeedError
 from status_monitor.sources.transport import AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
-from status_monitor.storage import FeedRecord, Store
+from status_monitor.storage import FeedRecord, Store, StoreUnavailable
 
 log = logging.getLogger("monitor.poller")
 
@@ -54,6 +54,8 @@ MAX_RETRY_AFTER = 3600.0
 # do not all wait on the concurrency limit at once.
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
+STATE_RETRY = 5.0  # seconds between two attempts to reach an unreachable state database
+CLAIM_JITTER = 1.0  # seconds added at random to a lost claim's wait, so replicas do not ask in step
 TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)
 _NO_BODY = httpx.ByteStream(b"")
 # Failures that point at this machine's network rather than at one provider.
@@ -85,6 +87,14 @@ class FetchResult:
 def host_of(url: httpx.URL) -> str:
     """The key of per-host limits: host and port, as a server is shared."""
     return url.netloc.decode("ascii")
+
+
+@dataclass
+class PollLease:
+    """This replica's claim on one poll of a feed (storage's fencing token)."""
+
+    token: int
+    next_delay: float | None = None  # set once the outcome is stored: seconds until the next poll
 
 
 class _NoCookies(httpx.Cookies):
@@ -236,6 +246,7 @@ class FeedPoller:
         self._due: dict[float, list[FeedStatus]] = {}  # loop time of a tick -> the feeds it starts
         self._in_flight: set[asyncio.Task] = set()
         self._running = False  # polls are scheduled by timers (not --once)
+        self._state_lost_at: float | None = None  # monotonic time the state became unreachable
         self.feeds: dict[str, FeedStatus] = {}
         self.stats = PollerStats()
         self._unpolled: set[str] | None = None  # sources not polled yet in this run; None once all were
@@ -402,9 +413,49 @@ class FeedPoller:
         if pause > 0:  # its host asked for a pause (Retry-After): poll when it ends
             self._schedule(status, pause * random.uniform(1.0, 1.1))
             return
-        await self.poll(status)
+        interval = self._config.feed_interval(status.feed)
+        if self._store.shared:
+            delay = await self._poll_claimed(status, interval)
+        else:
+            await self.poll(status)
+            delay = self._next_delay(status, interval)
         if self.feeds.get(status.feed.url) is status:  # not replaced by what detection found
-            self._schedule(status, self._next_delay(status, self._config.feed_interval(status.feed)))
+            self._schedule(status, delay)
+
+    async def _poll_claimed(self, status: FeedStatus, interval: float) -> float:
+        """With replicas: polls the feed only if this replica wins its lease, starting from the
+        record the last poller (any replica) stored; returns the seconds until it is next
+        worth asking. A replica that loses asks again when the feed is due or the lease lapses,
+        so a dead replica's feeds are taken over within one interval plus the lease."""
+        try:
+            claim = await self._store.claim_feed(status.feed.url, interval)
+        except StoreUnavailable as exc:
+            self._state_unavailable(status, exc)
+            return min(interval, STATE_RETRY)
+        if claim.token is None:
+            return claim.wait + random.uniform(0, CLAIM_JITTER)
+        self.stats.claimed_total += 1
+        status.record, status.known = claim.record, claim.known
+        if claim.components is not None and claim.components != status.components:
+            status.components, status.digest = claim.components, None
+        poll_lease = PollLease(claim.token)
+        await self.poll(status, poll_lease)
+        if poll_lease.next_delay is None and status.feed.kind == DETECT and self.feeds.get(status.feed.url) is status:
+            try:  # detection failed: its backoff is shared like a poll's
+                await self._complete(status, [], poll_lease)
+            except StoreUnavailable as exc:
+                self._state_unavailable(status, exc)
+        return min(interval, STATE_RETRY) if poll_lease.next_delay is None else poll_lease.next_delay
+
+    async def _complete(self, status: FeedStatus, silent: list[int], poll_lease: PollLease) -> None:
+        """Stores a claimed poll's outcome and when the feed is next due, if the lease is still ours."""
+        delay = self._next_delay(status, self._config.feed_interval(status.feed))
+        if await self._store.complete_feed(status.record, silent, poll_lease.token, time.time() + delay):
+            poll_lease.next_delay = delay
+            return
+        self.stats.lease_lost_total += 1
+        poll_lease.next_delay = 0.0  # ask again: the replica that took the lease over has the record now
+        log.warning("feed %s: its lease lapsed during the poll and moved on; this outcome is not stored", status.feed.name)
 
     def _next_delay(self, status: FeedStatus, interval: float) -> float:
         record = status.record
@@ -421,9 +472,11 @@ class FeedPoller:
             slot = self._host_slots[host] = asyncio.Semaphore(self._config.per_host_connections)
         return slot
 
-    async def poll(self, status: FeedStatus) -> None:
+    async def poll(self, status: FeedStatus, poll_lease: PollLease | None = None) -> None:
         """One poll of one feed, under its host's limit, then the global one (so a slow
-        host's waiting polls hold no global slot), with its body's share of the budget."""
+        host's waiting polls hold no global slot), with its body's share of the budget.
+        With a `poll_lease` (replicas), the outcome is stored only if the lease is still
+        this replica's."""
         feed, record = status.feed, status.record
         host = host_of(status.url)
         pause = self._host_pause.get(host, 0.0) - time.time()
@@ -446,6 +499,9 @@ class FeedPoller:
                 finally:
                     self.stats.latency.observe(time.perf_counter() - started)
                 silent = await self._process(status, result, sent_validators)
+            except StoreUnavailable as exc:
+                self._state_unavailable(status, exc)
+                return
             except FetchError as exc:
                 self._failed(status, str(exc), None, exc.kind, exc.category)
             except FeedError as exc:
@@ -454,7 +510,19 @@ class FeedPoller:
                 log.exception("feed %s: unexpected error", feed.name)
                 self._failed(status, "internal error (see the log)", record.last_status, "internal")
         record.last_polled_at = utc_iso(datetime.now(timezone.utc))
-        await self._store.save_feed(record, silent)
+        try:
+            if poll_lease is None:
+                await self._store.save_feed(record, silent)
+            else:
+                await self._complete(status, silent, poll_lease)
+        except StoreUnavailable as exc:  # the baseline's keys are not stored: the next poll is a first poll again
+            status.known, status.digest, status.fingerprints = False, None, b""
+            record.etag = record.last_modified = None
+            self._state_unavailable(status, exc)
+            return
+        if self._state_lost_at is not None:
+            log.warning("state reachable again after %.0f s: polling resumed", time.monotonic() - self._state_lost_at)
+            self._state_lost_at = None
         self._first_polled(status)
 
     def _first_polled(self, status: FeedStatus) -> None:
@@ -581,6 +649,14 @@ class FeedPoller:
         self.stats.results["200"] += 1
         self._succeeded(status)
         return silent
+
+    def _state_unavailable(self, status: FeedStatus, exc: StoreUnavailable) -> None:
+        """The poll's outcome could not be stored: the feed's validators stay as they were, so
+        its next poll fetches and handles the same updates again (nothing is lost)."""
+        self.stats.state_unavailable_total += 1
+        if self._state_lost_at is None:
+            self._state_lost_at = time.monotonic()
+            log.warning("%s: polls are not recorded until it is back (feed %s and others retry)", exc, status.feed.name)
 
     def _succeeded(self, status: FeedStatus) -> None:
         status.last_success = time.time()

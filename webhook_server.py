@@ -12,7 +12,7 @@ import codecs
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping
 from urllib.parse import parse_qsl
 
 import orjson
@@ -28,7 +28,7 @@ from status_monitor.model import Event
 from status_monitor.outputs.dashboard import STATIC
 from status_monitor.outputs.notify import Notifier
 from status_monitor.stats import WebhookStats
-from status_monitor.storage import Store
+from status_monitor.storage import Store, StoreUnavailable
 from status_monitor.web.access import (
     AdminGuard,
     BodyTooLarge,
@@ -93,6 +93,8 @@ class WebhookReceiver:
             payload = _parse_json(body)
             key = f"incident-io:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: incidentio_events(payload, delivery_id or ""))
+        except StoreUnavailable as exc:
+            return self._unavailable("incident-io", exc)
         except Rejected as exc:
             return self._reject("incident-io", exc)
         except PayloadError as exc:
@@ -110,6 +112,8 @@ class WebhookReceiver:
             payload = _parse_json(body)
             key = f"generic:{provider}:{delivery_id}" if delivery_id else None
             answer = await self._deliver(key, lambda: generic_events(provider, payload))
+        except StoreUnavailable as exc:
+            return self._unavailable("generic", exc)
         except Rejected as exc:
             return self._reject("generic", exc, provider if exc.counter != "bad_provider" else None)
         except PayloadError as exc:
@@ -173,6 +177,9 @@ class WebhookReceiver:
         """Replay check, adapter, handler; returns the JSON answer (2xx)."""
         if delivery_id is not None and delivery_id in self._deliveries:
             return {"status": "duplicate"}
+        if delivery_id is not None and self._store.shared and await self._store.has_delivery(delivery_id):
+            self._deliveries.add(delivery_id)  # recorded by another replica
+            return {"status": "duplicate"}
         try:
             events = build()
         except Unhandled as exc:
@@ -191,6 +198,13 @@ class WebhookReceiver:
     def _answer(self, endpoint: str, answer: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.stats.outcomes[endpoint, answer["status"], ""] += 1
         return 200, answer
+
+    def _unavailable(self, endpoint: str, exc: StoreUnavailable) -> tuple[int, dict[str, Any]]:
+        """503: nothing was recorded, and the provider's retry will be accepted once the
+        database is back."""
+        log.warning("webhook %s refused with 503: %s", endpoint, exc)
+        self.stats.outcomes[endpoint, "rejected", "unavailable"] += 1
+        return 503, {"error": "state database unavailable; retry later"}
 
     def _reject(self, endpoint: str, exc: Rejected, provider: str | None = None) -> tuple[int, dict[str, Any]]:
         self.stats.outcomes[endpoint, "rejected", exc.counter] += 1
@@ -311,19 +325,25 @@ def create_app(
     app.include_router(dashboard)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def health_status() -> dict[str, Any]:
-        """200 while the process runs; "degraded" while any source is failing."""
+    async def health_status() -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): 200 while the process runs and its state is reachable, 503
+        while the state is not; "degraded" while any source is failing or the state is
+        unreachable (the body says which)."""
         failing = len(poller.failing)
-        return {
-            "status": "degraded" if failing else "ok",
+        state = await store.health()
+        answer = {
+            "status": "degraded" if failing or not state["ok"] else "ok",
             "uptime_seconds": round(time.monotonic() - started, 3),
             "sources": len(poller.feeds),
             "failing_sources": failing,
+            "state": state,
         }
+        return (200 if state["ok"] else 503), answer
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return health_status()
+    async def health() -> Response:
+        status, answer = await health_status()
+        return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -342,6 +362,7 @@ def create_app(
             "webhooks_duplicate_total": w.total("duplicate"),
             "webhooks_ignored_total": w.total("ignored"),
             "open_incidents": handler.open_incidents,
+            "fleet": store.fleet if store.shared else {"replica_id": None, "replicas": 1, "feeds_held": len(poller.feeds)},
             "notifications": {
                 "sent_total": sum(t["sent_total"] for t in targets),
                 "failed_total": sum(t["failed_total"] for t in targets),
@@ -379,7 +400,7 @@ def create_app(
 class _HealthOnly:
     """The public listener's one route besides the webhooks: GET /health; 404 for the rest."""
 
-    def __init__(self, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]) -> None:
         self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -391,4 +412,5 @@ class _HealthOnly:
         elif scope["method"] not in ("GET", "HEAD"):
             await _send_json(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"GET"), *nosniff))
         else:
-            await _send_json(send, 200, self.health(), nosniff)
+            status, answer = await self.health()
+            await _send_json(send, status, answer, nosniff)

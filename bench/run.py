@@ -7,7 +7,9 @@ Every figure is the median of the runs made here; every ratio compares figures m
 this same invocation. The monitor under test is the real one: bench/daemon.py runs `python3 main.py` and
 reads its CPU from /proc, bench/webhooks.py loads `python3 main.py` with webhooks, and
 bench/worker.py drives the poller, handler and SQLite state as `--once` does (the second,
-labelled rows), all against a feed server in another process (bench/feedserver.py).
+labelled rows), all against a feed server in another process (bench/feedserver.py). The
+PostgreSQL rows run three daemons on one database of a throwaway local cluster
+(tests/pgserver.py; skipped when no server is installed) beside the SQLite figures.
 """
 
 from __future__ import annotations
@@ -77,6 +79,55 @@ def median(values: list[float]) -> float:
 
 def repeat(runs: int, fn) -> list:
     return [fn() for _ in range(runs)]
+
+
+@contextmanager
+def postgres_cluster() -> Iterator:
+    """The tests' throwaway PostgreSQL cluster (tests/pgserver.py: Debian's server binaries,
+    fsync off), or None when no server is installed."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pgserver import Cluster, PostgresError
+
+    try:
+        cluster = Cluster()
+        cluster.start()
+    except PostgresError as exc:
+        print(f"PostgreSQL rows skipped: {exc}", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def postgres_figures(feeds: int, interval: float, intervals: int, fleet_runs: int, webhook_runs: int, webhook_seconds: float,
+                     sqlite: dict) -> dict:
+    """Three daemons sharing one PostgreSQL database (CPU per 1,000 polls, theirs and the
+    database's), and webhooks at 10 connections through PostgreSQL, with their ratios to the
+    SQLite figures of this run. Each run gets a fresh database."""
+    with postgres_cluster() as cluster:
+        if cluster is None:
+            return {}
+        server = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        with feed_server(feeds) as base:
+            fleet = repeat(fleet_runs, lambda: run_json(
+                str(HERE / "daemon.py"), "--base", base, "--feeds", str(feeds), "--interval", str(interval),
+                "--intervals", str(intervals), "--replicas", "3", "--state", cluster.create_database(), "--db-pid", str(server)))
+        hooks = repeat(webhook_runs, lambda: run_json(str(HERE / "webhooks.py"), "--connections", "10", "--seconds", str(webhook_seconds),
+                                              "--state", cluster.create_database(), "--db-pid", str(server)))
+    entry = {"feeds": feeds, "interval_s": interval, "replicas": 3, "runs": len(fleet),
+             "peak_rss_mb": median([r["peak_rss_mb"] for r in fleet]), "events": median([r["events"] for r in fleet])}
+    for kind in ("unchanged", "changed"):
+        measured = [i for r in fleet for i in r[kind]]
+        entry[kind] = {key: median([i[key] for i in measured]) for key in ("cpu_s_per_1000", "db_cpu_s_per_1000", "polls", "not_modified")}
+        entry[kind]["ratio_vs_sqlite"] = entry[kind]["cpu_s_per_1000"] / sqlite[f"daemon_{feeds}"][kind]["cpu_s_per_1000"]
+    webhook = {key: median([r[key] for r in hooks])
+               for key in ("per_second", "p99_ms", "lost", "monitor_cpu_ms_per_delivery", "db_cpu_ms_per_delivery")}
+    webhook["rate_ratio_vs_sqlite"] = webhook["per_second"] / sqlite["webhooks_10"]["per_second"]
+    webhook["p99_ratio_vs_sqlite"] = webhook["p99_ms"] / sqlite["webhooks_10"]["p99_ms"]
+    webhook["cpu_ratio_vs_sqlite"] = webhook["monitor_cpu_ms_per_delivery"] / sqlite["webhooks_10"]["monitor_cpu_ms_per_delivery"]
+    return {f"postgres_daemon_{feeds}_3_replicas": entry, "postgres_webhooks_10": webhook}
 
 
 def main() -> None:
@@ -185,6 +236,10 @@ def main() -> None:
                                                 str(webhook_seconds), "--feeds-base", base, "--feeds", str(small)))
     figures["webhooks_10_during_cold_cycle"] = {key: median([r[key] for r in results]) for key in webhook_keys}
 
+    # 8: replicas on PostgreSQL beside the SQLite figures above (a throwaway local cluster)
+    figures.update(postgres_figures(small, 3.0 if args.quick else 10.0, 1 if args.quick else DAEMON_INTERVALS,
+                                    daemon_runs(args.quick, small), runs, webhook_seconds, figures))
+
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -247,9 +302,20 @@ def print_table(report: dict, small: int, large: int) -> None:
         (f"4. --once, a fresh TLS connection a poll, {small} feeds: CPU per 1,000", "≤ 3 s",
          f"{f['tls_fresh_connections']['cpu_s_per_1000']:.2f} s", f["tls_fresh_connections"]["cpu_s_per_1000"] <= 3),
     ]
+    fleet, hooks = f.get(f"postgres_daemon_{small}_3_replicas"), f.get("postgres_webhooks_10")
+    if fleet and hooks:
+        for kind, label in (("unchanged", "every answer a 304"), ("changed", "1.5 % changed an interval")):
+            c = fleet[kind]
+            rows.append((f"8. PostgreSQL, 3 replicas, {small} feeds, {label}: CPU per 1,000 polls (a replica's; the database's)",
+                         "(reported)", f"{c['cpu_s_per_1000']:.2f} s, {c['ratio_vs_sqlite']:.1f}x SQLite's; database "
+                         f"{c['db_cpu_s_per_1000']:.2f} s", None))
+        rows.append(("8. PostgreSQL, webhooks at 10 connections", "(reported)",
+                     f"{hooks['per_second']:.0f}/s ({hooks['rate_ratio_vs_sqlite']:.2f}x SQLite's), p99 {hooks['p99_ms']:.1f} ms "
+                     f"({hooks['p99_ratio_vs_sqlite']:.1f}x), daemon {hooks['monitor_cpu_ms_per_delivery']:.2f} ms CPU a delivery "
+                     f"({hooks['cpu_ratio_vs_sqlite']:.1f}x), database {hooks['db_cpu_ms_per_delivery']:.2f} ms", None))
     print("| scenario | target | measured | met |\n|---|---|---|---|")
     for name, target, measured, met in rows:
-        print(f"| {name} | {target} | {measured} | {'yes' if met else 'no'} |")
+        print(f"| {name} | {target} | {measured} | {'—' if met is None else 'yes' if met else 'no'} |")
 
 
 if __name__ == "__main__":

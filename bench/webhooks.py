@@ -25,6 +25,7 @@ from typing import IO
 
 import aiohttp
 import uvloop
+from proc import cpu_seconds, free_port, server_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"benchmark-secret-24bytes"
@@ -56,18 +57,6 @@ def delivery(seq: int) -> tuple[bytes, dict[str, str]]:
     headers = {"webhook-id": msg_id, "webhook-timestamp": stamp,
                "webhook-signature": "v1," + base64.b64encode(digest).decode(), "content-type": "application/json"}
     return body, headers
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Arrivals(asyncio.Protocol):
@@ -114,6 +103,8 @@ def main() -> None:
     parser.add_argument("--feeds-base", help="poll this many never-seen feeds meanwhile (a cold cycle)")
     parser.add_argument("--feeds", type=int, default=0)
     parser.add_argument("--bare", action="store_true", help="load bench/bare_webhook.py instead of the monitor")
+    parser.add_argument("--state", help="the monitor's --state (default: a SQLite file in a temporary folder)")
+    parser.add_argument("--db-pid", type=int, help="also measure the CPU of this database server (postmaster) and its backends")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
@@ -124,7 +115,7 @@ def main() -> None:
         ) + ('[[feeds]]\nname = "none"\nurl = "http://127.0.0.1:9/none.rss"\n' if not feeds else ""))
         command = [str(ROOT / "bench/bare_webhook.py"), "--port", str(port)] if args.bare else [
             str(ROOT / "main.py"), "--config", str(config), "--port", str(port), "--json",
-            "--state", str(Path(folder) / "state.db"), "--log-level", "WARNING"]
+            "--state", args.state or str(Path(folder) / "state.db"), "--log-level", "WARNING"]
         monitor = subprocess.Popen(
             [sys.executable, *command],
             env={**os.environ, "INCIDENT_IO_WEBHOOK_SECRET": SECRET},
@@ -139,10 +130,12 @@ def main() -> None:
                 time.sleep(0.05)
         sent: dict[int, float] = {}
         cpu = cpu_seconds(monitor.pid)
+        db_cpu = server_cpu_seconds(args.db_pid) if args.db_pid else 0.0
         latencies, arrivals = uvloop.run(
             load(f"http://127.0.0.1:{port}/webhook/incident-io", args.connections, args.seconds, sent, monitor.stdout)
         )
         cpu = cpu_seconds(monitor.pid) - cpu
+        db_cpu = server_cpu_seconds(args.db_pid) - db_cpu if args.db_pid else 0.0
         monitor.terminate()
         monitor.wait(10)
     arrived: dict[int, float] = {}
@@ -163,6 +156,7 @@ def main() -> None:
         "e2e_p99_ms": percentile(end_to_end, 0.99) * 1000,
         "lost": len(sent) - len(end_to_end),
         "monitor_cpu_ms_per_delivery": cpu * 1000 / max(1, len(latencies)),
+        "db_cpu_ms_per_delivery": db_cpu * 1000 / max(1, len(latencies)) if args.db_pid else None,
     }))
 
 

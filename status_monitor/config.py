@@ -390,6 +390,8 @@ def build_config(
         problems += _secret_problems(env["INCIDENT_IO_WEBHOOK_SECRET"], "environment variable INCIDENT_IO_WEBHOOK_SECRET")
     if env.get("MONITOR_ADMIN_TOKEN"):
         problems += _admin_token_problems(env["MONITOR_ADMIN_TOKEN"], "environment variable MONITOR_ADMIN_TOKEN")
+    if env.get("MONITOR_STATE"):
+        config = replace(config, state_path=env["MONITOR_STATE"])
     env_urls = tuple(split_urls(env.get("NOTIFY_URLS", "")))
     problems += _notify_url_problems(env_urls, "environment variable NOTIFY_URLS")
     config = replace(
@@ -431,8 +433,9 @@ def _listener_problems(config: Config, where: str) -> list[str]:
 
 
 def _beside(file_path: str, state: str) -> str:
-    """A relative state path in a config file means beside that file, wherever one runs from."""
-    if state == ":memory:":
+    """A relative state path in a config file means beside that file, wherever one runs from;
+    ":memory:" and a database URL (`scheme://...`) are kept as they are."""
+    if state == ":memory:" or "://" in state:
         return state
     path = Path(state).expanduser()
     return str(path if path.is_absolute() else Path(file_path).resolve().parent / path)

@@ -32,6 +32,9 @@ class PollerStats:
     # "http_503", "parse", ...). The totals /stats shows are sums of these.
     results: Counter = field(default_factory=Counter)
     unchanged_total: int = 0  # 200s whose entries were those already parsed
+    claimed_total: int = 0  # polls whose lease this replica won (replicas sharing a database)
+    lease_lost_total: int = 0  # claimed polls whose outcome was fenced off: the lease had moved on
+    state_unavailable_total: int = 0  # polls whose outcome could not be stored (database unreachable)
     parsed_total: int = 0
     latency: Histogram = field(
         default_factory=lambda: Histogram(

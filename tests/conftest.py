@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feedserver import FeedServer  # noqa: E402
+from pgserver import Cluster  # noqa: E402
 
 from main import Monitor  # noqa: E402
 from status_monitor.config import Config, FeedConfig  # noqa: E402
@@ -38,9 +39,35 @@ def sqlite_state(tmp_path: Path) -> str:
     return str(tmp_path / "state.db")
 
 
+_cluster: Cluster | None = None
+
+
+def shared_cluster() -> Cluster:
+    """One throwaway PostgreSQL server for the session, started on first use."""
+    global _cluster
+    if _cluster is None:
+        cluster = Cluster()
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        _cluster = cluster
+    return _cluster
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _cluster is not None:
+        _cluster.stop()
+
+
+def postgres_state(tmp_path: Path) -> str:
+    return shared_cluster().create_database()
+
+
 # Every storage backend, as a function giving a `--state` value for a fresh state: the
 # storage tests (test_storage.py) run once for each.
-STORE_BACKENDS = [pytest.param(sqlite_state, id="sqlite")]
+STORE_BACKENDS = [pytest.param(sqlite_state, id="sqlite"), pytest.param(postgres_state, id="postgresql")]
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -49,6 +76,18 @@ def fixture_bytes(name: str) -> bytes:
 
 def feed(name: str) -> bytes:
     return fixture_bytes(f"feeds/{name}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Cluster:
+    """The session's PostgreSQL server (tests/pgserver.py)."""
+    return shared_cluster()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty database of the session's server: postgresql://monitor:...@127.0.0.1:port/tN."""
+    return pg_cluster.create_database()
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ class Request:
     path: str
     headers: dict[str, str]
     status: int
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 class FeedServer:

@@ -31,3 +31,10 @@ def test_quick_benchmark_suite_runs_and_writes_its_figures(tmp_path):
         assert 0 <= daemon["changed"]["polls"] - daemon["changed"]["not_modified"] <= changed
         assert daemon["events"] == changed  # each changed feed's one new update, announced once
         assert daemon["peak_rss_mb"] > 0 and daemon["unchanged"]["naive_ratio"] > 1
+    fleet = figures["postgres_daemon_200_3_replicas"]  # three replicas on one PostgreSQL database
+    assert fleet["unchanged"]["polls"] > 0 and fleet["unchanged"]["not_modified"] == fleet["unchanged"]["polls"]
+    assert fleet["events"] == 3  # each changed feed's update announced once across the three
+    assert fleet["unchanged"]["db_cpu_s_per_1000"] > 0 and fleet["unchanged"]["ratio_vs_sqlite"] > 0
+    hooks = figures["postgres_webhooks_10"]
+    assert hooks["per_second"] > 0 and hooks["lost"] == 0 and hooks["db_cpu_ms_per_delivery"] > 0
+    assert "PostgreSQL, 3 replicas" in result.stdout

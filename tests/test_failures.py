@@ -128,7 +128,8 @@ def test_a_source_read_in_this_run_fails_after_three_errors_and_its_recovery_is_
         feeds.set("/ok.rss", feed(EMPTY), status=200, content_type="application/xml")
         running.wait_for(lambda: any("recovered" in r.getMessage() for r in caplog.records), timeout=20)
         assert httpx.get(running.base + "/health").json() | {"uptime_seconds": 0} == {
-            "status": "ok", "uptime_seconds": 0, "sources": 1, "failing_sources": 0}
+            "status": "ok", "uptime_seconds": 0, "sources": 1, "failing_sources": 0,
+            "state": {"backend": "sqlite", "ok": True}}
     recovered = next(r for r in caplog.records if "recovered" in r.getMessage())
     assert recovered.levelno == logging.INFO
     assert not any("cannot be read" in r.getMessage() for r in caplog.records)

@@ -4,6 +4,7 @@ every backend in `conftest.STORE_BACKENDS` runs these same tests."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -168,3 +169,57 @@ def test_concurrent_writers_commit_every_event_once(location):
 def test_an_unknown_state_url_scheme_is_a_clear_error():
     with pytest.raises(StateError, match="no storage backend for 'redis'"):
         open_store("redis://localhost/0")
+
+
+def update(key: str, *more: str) -> Event:
+    """An update under `key` and any other keys given (other sources' names for it)."""
+    return Event("P", f"title {key}", "Investigating", "m", f"inc-{key}", None, "rss", (key, *more),
+                 received_at=datetime.now(timezone.utc))
+
+
+def test_an_event_is_stored_and_announced_once_with_its_delivery_and_outbox(location):
+    announced = []
+
+    async def scenario():
+        store = await opened(location)
+        sends = [OutboxItem("t1", "k1", "title", "body", "info", time.time())]
+        first = await store.add_event(update("k1", "alias-1"), "delivery-1", sends, announce=announced.append)
+        again = await store.add_event(update("k1"), None, sends, announce=announced.append)
+        by_alias = await store.add_event(update("k2", "alias-1"), None, (), announce=announced.append)
+        result = (first, again, by_alias, await store.load_outbox(), await store.load_deliveries(),
+                  await store.has_delivery("delivery-1"), await store.has_delivery("other"), await store.load_seen_keys())
+        await store.close()
+        return result
+
+    first, again, by_alias, outbox, deliveries, has, has_other, seen = run(scenario())
+    assert isinstance(first, int) and again is None and by_alias is None
+    assert [e.key for e in announced] == ["k1"]
+    assert [(o.target, o.event_key) for o in outbox] == [("t1", "k1")]
+    assert deliveries == {"delivery-1"} and has and not has_other
+    assert all(key in seen for key in ("k1", "alias-1", "k2"))
+
+
+def test_filtered_keys_and_a_lone_delivery_are_recorded(location):
+    async def scenario():
+        store = await opened(location)
+        await store.add_keys(["filtered-1", "filtered-2"], delivery_id="d-1")
+        await store.add_delivery("d-2")
+        result = await store.load_seen_keys(), await store.load_deliveries(), await store.list_events()
+        await store.close()
+        return result
+
+    seen, deliveries, events = run(scenario())
+    assert "filtered-1" in seen and "filtered-2" in seen
+    assert deliveries == {"d-1", "d-2"} and events == []
+
+
+def test_health_reports_the_backend(location):
+    async def scenario():
+        store = await opened(location)
+        health = await store.health()
+        await store.close()
+        return health
+
+    health = run(scenario())
+    assert health["ok"] is True
+    assert health["backend"] == ("postgresql" if location.startswith("postgresql") else "sqlite")

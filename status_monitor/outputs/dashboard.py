@@ -28,6 +28,7 @@ KEEPALIVE = 15.0  # seconds between two comments on an idle stream: proxies keep
 BACKLOG_PAGE = 500  # events read from the store at a time while a stream catches up
 MAX_QUEUED = 1000  # events a browser may fall behind before it is cut off (it then resumes from the store)
 RECONNECT_MS = 1000  # what browsers are told to wait before reconnecting
+WAKE = object()  # queued to a stream: read the store for events committed after the last one sent
 
 
 @dataclass(eq=False)
@@ -44,6 +45,14 @@ class EventStream:
         self._max_streams = max_streams
         self._subscribers: set[_Subscriber] = set()
         self._closed = False
+
+    def wake(self, event_id: int) -> None:
+        """Replicas: an event was committed somewhere (a NOTIFY), or notifications may have
+        been missed (0, after the listener reconnected). Each stream reads the store after the
+        last id it sent: ids become visible in order there, so it skips none and repeats none."""
+        for subscriber in self._subscribers:
+            if not subscriber.cut_off and subscriber.queue.empty():  # one pending wake reads everything
+                subscriber.queue.put_nowait(WAKE)
 
     def subscribe(self) -> _Subscriber | None:
         """A place among the streams, or None when all `max_streams` are taken."""
@@ -73,19 +82,19 @@ class EventStream:
             subscriber.queue.put_nowait(None)
 
     async def frames(self, subscriber: _Subscriber, last_id: int) -> AsyncIterator[str]:
-        """The events after `last_id` from the store, then live ones. Subscribing before
-        reading the store, and skipping ids already sent, leaves neither gap nor repeat."""
+        """The events after `last_id` from the store, then live ones (published here, or read
+        from the store at each wake). Subscribing before reading the store, and skipping ids
+        already sent, leaves neither gap nor repeat."""
         try:
             yield f"retry: {RECONNECT_MS}\n\n"
-            sent = last_id
+            sent, catch_up = last_id, True
             while True:
-                page = await self._store.events_after(sent, BACKLOG_PAGE)
-                for stored in page:
-                    yield _frame(stored.id, stored.event)
-                    sent = stored.id
-                if len(page) < BACKLOG_PAGE:
-                    break
-            while True:
+                while catch_up:
+                    page = await self._store.events_after(sent, BACKLOG_PAGE)
+                    for stored in page:
+                        yield _frame(stored.id, stored.event)
+                        sent = stored.id
+                    catch_up = len(page) == BACKLOG_PAGE
                 try:
                     item = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
                 except TimeoutError:
@@ -93,6 +102,9 @@ class EventStream:
                     continue
                 if item is None:
                     return
+                if item is WAKE:
+                    catch_up = True
+                    continue
                 event_id, event = item
                 if event_id > sent:
                     yield _frame(event_id, event)

@@ -38,9 +38,12 @@ class MonitorCollector:
         feeds: Mapping[str, FeedStatus],
         webhooks: WebhookStats,
         notifier: Notifier,
+        fleet: Callable[[], dict] | None = None,
     ) -> None:
+        """`fleet()` gives {"replica_id", "replicas", "feeds_held"} where replicas share a database."""
         self._events, self._open_incidents, self._polls, self._feeds = events, open_incidents, polls, feeds
         self._webhooks, self._notifier = webhooks, notifier
+        self._fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -91,6 +94,17 @@ class MonitorCollector:
         for (provider,), value in bounded(Counter({(k,): v for k, v in self._open_incidents().items()})).items():
             incidents.add_metric([provider], value)
         yield incidents
+
+        if self._fleet is not None:
+            fleet = self._fleet()
+            replicas = GaugeMetricFamily("statusmon_replicas", "Replicas heard from within the heartbeat timeout.")
+            replicas.add_metric([], fleet["replicas"])
+            yield replicas
+            held = GaugeMetricFamily(
+                "statusmon_feeds_held", "Feeds this replica polled last (or holds now).", labels=["replica"]
+            )
+            held.add_metric([fleet["replica_id"]], fleet["feeds_held"])
+            yield held
 
 
 def _unique_names(statuses: Iterable[FeedStatus]) -> Iterator[tuple[str, FeedStatus]]:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from status_monitor.filters import matches_any
 from status_monitor.model import RESOLVED_STATUSES, Event
 from status_monitor.redact import scrub
-from status_monitor.storage import OutboxItem
+from status_monitor.storage import OutboxItem, StoreUnavailable
 
 if TYPE_CHECKING:
     from apprise import Apprise
@@ -40,6 +40,7 @@ logging.getLogger("apprise").addHandler(logging.NullHandler())
 
 FIRST_RETRY = 1.0  # seconds before the first retry; doubles up to MAX_RETRY_DELAY
 MAX_RETRY_DELAY = 300.0
+ADOPT_EVERY = 5.0  # seconds between two looks for notifications another replica left unsent
 TEST_TITLE = "Status-page monitor: test notification"
 
 
@@ -266,6 +267,23 @@ class Notifier:
             log.info("%d notifications left unsent by the last run will be sent now", len(items) - len(orphans))
         self._started = True
         self._start_workers()
+        if self._store.shared and self.targets:
+            self._workers["adopt"] = asyncio.create_task(self._adopt(), name="notify adopt")
+
+    async def _adopt(self) -> None:
+        """With replicas: every ADOPT_EVERY seconds, takes over the notifications whose sender
+        stopped or died (its claim in the database lapsed) and queues them here."""
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)
+            try:
+                items = await self._store.adopt_outbox()
+            except StoreUnavailable as exc:
+                log.warning("notifications: %s", exc)
+                continue
+            mine = [item for item in items if item.target in self.targets]
+            if mine:
+                log.info("%d notifications left by another replica will be sent from here", len(mine))
+                self.submit(mine)
 
     async def stop(self, grace: float) -> None:
         """Gives queued sends `grace` seconds, then stops; the rest stay in the outbox for the
@@ -288,7 +306,13 @@ class Notifier:
             item = queue[0]
             await self._deliver(target, item)
             queue.popleft()
-            await self._store.remove_outbox([item])
+            while True:
+                try:
+                    await self._store.remove_outbox([item])
+                    break
+                except StoreUnavailable as exc:  # sent: wait for the database rather than send it again
+                    log.warning("notification sent, not yet removed from the outbox: %s", exc)
+                    await asyncio.sleep(ADOPT_EVERY)
 
     async def _deliver(self, target: Target, item: OutboxItem) -> None:
         """Sends until delivered, or until `retry_for` seconds after the event; then one error."""

@@ -6,15 +6,34 @@ from __future__ import annotations
 
 from typing import Callable
 
-from status_monitor.storage.base import DELIVERY_TTL, FeedRecord, OutboxItem, StateError, Store, StoredEvent
+from status_monitor.storage.base import (
+    DELIVERY_TTL,
+    FeedClaim,
+    FeedRecord,
+    OutboxItem,
+    SharedStore,
+    StateError,
+    Store,
+    StoredEvent,
+    StoreUnavailable,
+)
 from status_monitor.storage.sqlite import SQLiteStore
 
-__all__ = ["DELIVERY_TTL", "FeedRecord", "OutboxItem", "StateError", "Store", "StoredEvent", "open_store"]
+__all__ = [
+    "DELIVERY_TTL", "FeedClaim", "FeedRecord", "OutboxItem", "SharedStore", "StateError", "Store", "StoredEvent",
+    "StoreUnavailable", "open_store",
+]
+
+
+def _postgres(location: str, read_only: bool) -> Store:
+    from status_monitor.storage.postgres import PostgresStore  # psycopg is loaded only where it is used
+
+    return PostgresStore(location, read_only)
 
 # A `--state` URL scheme -> the backend that opens it. Any value that is not a URL is a
 # SQLite file path (":memory:" keeps nothing).
 # A backend is called with the location and `read_only`.
-BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
+BACKENDS: dict[str, Callable[[str, bool], Store]] = {"postgresql": _postgres, "postgres": _postgres}
 
 
 def open_store(location: str, read_only: bool = False) -> Store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from status_monitor.model import Event
 from status_monitor.storage.seen import SeenSet
@@ -15,6 +15,11 @@ DELIVERY_TTL = timedelta(hours=72)  # webhook delivery ids kept: providers retry
 
 class StateError(Exception):
     """The state cannot be used (unreadable, foreign, newer schema); start-up stops with this message."""
+
+
+class StoreUnavailable(Exception):
+    """The state cannot be reached now (a database server down or unreachable): the operation
+    did not happen and may be retried. The message names the place, never a password."""
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Store(Protocol):
     and detected sources. Every write is durable once its coroutine returns."""
 
     path: str  # where the state lives, as the user gave it (never with a password)
+    shared: bool  # other processes (replicas) write the same state: caches in memory are only fast paths
 
     async def open(self) -> None:
         """Creates or upgrades the state, and makes this process its one writer; raises
@@ -71,10 +77,17 @@ class Store(Protocol):
         """Records update keys (not announced: filtered or stale) and, with them, a delivery id."""
 
     async def add_event(
-        self, event: Event, delivery_id: str | None = None, outbox: Iterable[OutboxItem] = ()
+        self,
+        event: Event,
+        delivery_id: str | None = None,
+        outbox: Iterable[OutboxItem] = (),
+        announce: Callable[[Event], None] | None = None,
     ) -> int | None:
         """The event, its keys, the delivery that brought it and its notifications, in one
-        transaction. Returns the event's id, or None if an event of that key was stored already."""
+        transaction; `announce(event)` is called inside it, once the event is known to be new,
+        before the commit (a crash in between announces it again: at least once). Returns the
+        event's id, or None when a key of it was stored already (then its other keys and the
+        delivery id are stored, and nothing is announced)."""
 
     async def list_events(
         self,
@@ -126,3 +139,42 @@ class Store(Protocol):
         """Webhook delivery ids received within DELIVERY_TTL."""
 
     async def add_delivery(self, delivery_id: str) -> None: ...
+
+    async def has_delivery(self, delivery_id: str) -> bool:
+        """Whether this webhook delivery id is stored (within DELIVERY_TTL)."""
+
+    async def health(self) -> dict[str, Any]:
+        """{"backend": name, "ok": whether the state is reachable now, "error"?: why not}."""
+
+
+@dataclass
+class FeedClaim:
+    """The outcome of `SharedStore.claim_feed`: either this replica holds the feed's lease
+    (`token` set, with the feed's shared record) or it must wait `wait` seconds."""
+
+    token: int | None = None
+    record: FeedRecord | None = None
+    known: bool = False  # polled before by some replica: not a first poll
+    components: dict[str, str] | None = None  # a page summary's last statuses, as stored
+    wait: float = 0.0
+
+
+class SharedStore(Store, Protocol):
+    """A `Store` that replicas share (`shared` is True): what they coordinate through."""
+
+    fleet: dict[str, Any]  # {"replica_id", "replicas", "feeds_held"} as of the last heartbeat
+
+    async def join_fleet(self) -> None:
+        """Registers this replica and starts its heartbeat (liveness, leases, fleet counts)."""
+
+    async def claim_feed(self, url: str, interval: float) -> FeedClaim:
+        """The lease on a due feed no live replica holds, or how long to wait."""
+
+    async def complete_feed(self, record: FeedRecord, silent_keys: Iterable[int], token: int, due_at: float) -> bool:
+        """Stores a claimed poll's outcome if `token` is still the feed's lease (fencing)."""
+
+    async def adopt_outbox(self) -> list[OutboxItem]:
+        """Claims the notifications other replicas left unsent (their claims lapsed), oldest first."""
+
+    def listen(self, wake: Callable[[int], None]) -> None:
+        """Calls `wake(event_id)` for each event any replica commits (0: some may be missed)."""

@@ -102,6 +102,8 @@ class SQLiteStore:
     file is refused, naming the first one's pid; `read_only` (--history) takes no lock, and
     never creates a file that does not exist."""
 
+    shared = False  # one process owns the file: its in-memory caches are complete
+
     def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
@@ -221,6 +223,10 @@ class SQLiteStore:
         self._checkpointer.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
+    async def health(self) -> dict[str, Any]:
+        """{"backend", "ok"}: a file opened at start stays reachable."""
+        return {"backend": "sqlite", "ok": self._db is not None}
+
     @property
     def db(self) -> sqlite3.Connection:
         assert self._db is not None, "SQLiteStore.open() first"
@@ -242,25 +248,36 @@ class SQLiteStore:
         await self._write(add, small=True)
 
     async def add_event(
-        self, event: Event, delivery_id: str | None = None, outbox: Iterable[OutboxItem] = ()
+        self,
+        event: Event,
+        delivery_id: str | None = None,
+        outbox: Iterable[OutboxItem] = (),
+        announce: Callable[[Event], None] | None = None,
     ) -> int | None:
         """The event, its keys, the webhook delivery that brought it and the notifications it
-        calls for, in one transaction: none of them without the others. Returns the event's
-        id in the events table (None if an event of that key was stored already)."""
-        seen = _seen_rows(key_hash(key) for key in event.keys)
+        calls for, in one transaction: none of them without the others. `announce(event)` is
+        called once the event row is in, before the commit. Returns the event's id in the
+        events table; None, and no announcement, when a key of it was seen already (then
+        only its other keys and the delivery id are stored)."""
+        seen = _seen_rows({key_hash(key) for key in event.keys})
         delivery = _delivery_rows(delivery_id)
         data = event.to_dict()
         row = (event.key, event.provider, event.source, data["received_at"], orjson.dumps(data).decode())
         sends = [astuple(item) for item in outbox]
 
         def add(db: sqlite3.Connection) -> int | None:
-            db.executemany(_ADD_SEEN, seen)
+            db.executemany(_ADD_DELIVERY, delivery)
+            if db.executemany(_ADD_SEEN, seen).rowcount < len(seen):
+                return None  # a key of it was seen already
             cursor = db.execute(
                 "INSERT OR IGNORE INTO events (key, provider, source, received_at, body) VALUES (?, ?, ?, ?, ?)", row
             )
-            db.executemany(_ADD_DELIVERY, delivery)
+            if not cursor.rowcount:
+                return None
             db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, ?)", sends)
-            return cursor.lastrowid if cursor.rowcount else None
+            if announce is not None:
+                announce(event)
+            return cursor.lastrowid
 
         return await self._write(add, small=True)
 
@@ -410,6 +427,15 @@ class SQLiteStore:
         cutoff = time.time() - DELIVERY_TTL.total_seconds()
         return await self._run(
             lambda: {r[0] for r in self.db.execute("SELECT id FROM deliveries WHERE received_at >= ?", (cutoff,))}
+        )
+
+    async def has_delivery(self, delivery_id: str) -> bool:
+        """Whether this delivery id is stored; the receiver's set loaded at start already
+        holds every one of a file that one process owns (`shared` is False)."""
+        cutoff = time.time() - DELIVERY_TTL.total_seconds()
+        return await self._run(
+            lambda: self.db.execute("SELECT 1 FROM deliveries WHERE id = ? AND received_at >= ?", (delivery_id, cutoff)).fetchone()
+            is not None
         )
 
     async def add_delivery(self, delivery_id: str) -> None:
