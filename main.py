@@ -461,11 +461,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(migrate_state(*args.migrate_state))
 
     def load() -> Config:
+        try:  # the catalogue is read afresh at each reload, the user's file included
+            own = merged_catalogue(Path(args.catalogue)) if args.catalogue else None  # None: the built-in one
+        except CatalogueError as exc:
+            raise ConfigError([str(exc)]) from None
         return build_config(
             _feeds(feed_configs),
             args.config,
             watch=args.watch,
-            catalogue=catalogue if args.catalogue else None,  # None: the built-in one, read afresh at a reload
+            catalogue=own,
             host=args.host,
             port=args.port,
             public_port=args.public_port,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 from conftest import free_port, start_main, wait_http
 from hookreceiver import HookReceiver
+from test_catalogue import _entry
 from test_dashboard import hook
 from test_state import statuspage_rss
 
@@ -133,3 +134,37 @@ def test_sighup_with_an_unchanged_config_changes_nothing_and_the_monitor_goes_on
             process.kill()
     assert process.returncode == 0
     assert "config reloaded: 1 source (none added, none removed, none changed), 0 notification targets" in stderr
+
+
+def test_sighup_reads_the_users_catalogue_file_again_and_refuses_a_broken_one(tmp_path, feeds):
+    """`--catalogue FILE` is read afresh at a reload, as the config is: an entry moved to
+    another source is polled there; a broken file is refused and the running entry kept."""
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    feeds.set("/old.rss", statuspage_rss("o1", [(now - timedelta(minutes=30), "Investigating", "Old source says")]))
+    feeds.set("/new.rss", statuspage_rss("n1", [(now - timedelta(minutes=20), "Investigating", "New source says")]))
+    mine = tmp_path / "mine.toml"
+    mine.write_text(_entry("acme", feeds.url("/"), "statuspage", url=feeds.url("/old.rss")))
+    port = free_port()
+    process = start_main("--catalogue", str(mine), "--watch", "acme", "--interval", "0.3", "--port", str(port),
+                         "--state", str(tmp_path / "state.db"), cwd=tmp_path)
+    out, err = Lines(process.stdout), Lines(process.stderr)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        out.wait_for("Old source says")
+        mine.write_text(_entry("acme", feeds.url("/"), "statuspage", url=feeds.url("/new.rss")))
+        process.send_signal(signal.SIGHUP)
+        assert "(Acme added, Acme removed, none changed)" in err.wait_for("config reloaded")  # by its URL
+        out.wait_for("New source says")
+        mine.write_text("[[provider]]\nid = 'acme'\n")
+        process.send_signal(signal.SIGHUP)
+        refused = err.wait_for("config not reloaded")
+        assert "mine.toml" in refused and "checked" in refused
+        polled = len(feeds.requests_to("/new.rss"))
+        time.sleep(1.0)
+        assert len(feeds.requests_to("/new.rss")) > polled and process.poll() is None  # the running entry kept
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except Exception:
+            process.kill()
