@@ -27,6 +27,7 @@ import secrets
 import socket
 import sqlite3
 import time
+from array import array
 from dataclasses import astuple, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
@@ -459,9 +460,12 @@ class PostgresStore:
 
     async def load_seen_keys(self) -> SeenSet:
         async def load(conn: psycopg.AsyncConnection) -> SeenSet:
-            cursor = conn.cursor()
-            await cursor.execute("SELECT hash FROM seen")
-            return SeenSet(row[0] for row in await cursor.fetchall())
+            hashes = array("q")
+            async with conn.cursor(name="seen_keys") as cursor:  # on the server: streamed, never all rows at once
+                await cursor.execute("SELECT hash FROM seen ORDER BY hash")
+                async for (value,) in cursor:
+                    hashes.append(value)
+            return SeenSet.from_ascending(hashes)
 
         return await self._tx(load)
 

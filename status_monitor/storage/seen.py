@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left
+from itertools import pairwise
 from typing import Iterable
 
 
@@ -17,11 +18,25 @@ def key_hash(key: str) -> int:
 
 
 class SeenSet:
-    """A sorted array of hashes, plus a small set of recent ones merged into it in bulk."""
+    """A sorted array of hashes, plus a small set of recent ones merged into it in bulk.
+
+    Memory is 8 bytes a hash and, while merging, one more array of the same size: a merge
+    copies slices of the old array around the recent hashes, never a list or set of all."""
 
     def __init__(self, hashes: Iterable[int] = ()) -> None:
+        """`hashes`: 64-bit hashes (key_hash) in any order, repeats allowed."""
         self._sorted = array("q", sorted(set(hashes)))
         self._recent: set[int] = set()
+
+    @classmethod
+    def from_ascending(cls, hashes: Iterable[int]) -> SeenSet:
+        """From distinct hashes in ascending order, as a store reads its primary key in order:
+        straight into the array. Raises ValueError if they are not strictly ascending."""
+        seen = cls()
+        seen._sorted = array("q", hashes)
+        if any(a >= b for a, b in pairwise(seen._sorted)):
+            raise ValueError("hashes not in strictly ascending order")
+        return seen
 
     def __len__(self) -> int:
         return len(self._sorted) + sum(1 for value in self._recent if not self._in_sorted(value))
@@ -40,7 +55,7 @@ class SeenSet:
 
     def add_hashes(self, values: Iterable[int]) -> None:
         self._recent.update(values)
-        if len(self._recent) > max(4096, len(self._sorted) // 8):
+        if len(self._recent) > max(4096, len(self._sorted) // 32):
             self._merge()
 
     def update(self, keys: Iterable[str]) -> None:
@@ -48,8 +63,22 @@ class SeenSet:
             self.add(key)
 
     def _merge(self) -> None:
-        fresh = [value for value in self._recent if not self._in_sorted(value)]
-        self._sorted = array("q", sorted(self._sorted + array("q", fresh)))
+        old, end = self._sorted, len(self._sorted)
+        merged = array("q", [0]) * (end + len(self._recent))  # no bytes object of that size first
+        placed = 0  # recent hashes placed so far
+        with memoryview(old) as source, memoryview(merged) as target:
+            start = 0  # in old
+            for value in sorted(self._recent):
+                index = bisect_left(old, value, start)
+                if index < end and old[index] == value:
+                    continue  # merged already
+                target[start + placed:index + placed] = source[start:index]
+                target[index + placed] = value
+                placed += 1
+                start = index
+            target[start + placed:end + placed] = source[start:]
+        del merged[end + placed:]
+        self._sorted = merged
         self._recent.clear()
 
     def _in_sorted(self, value: int) -> bool:

@@ -235,7 +235,7 @@ class SQLiteStore:
     # --- seen keys and events ---
 
     async def load_seen_keys(self) -> SeenSet:
-        return await self._run(lambda: SeenSet(row[0] for row in self.db.execute("SELECT hash FROM seen")))
+        return await self._run(lambda: SeenSet.from_ascending(row[0] for row in self.db.execute("SELECT hash FROM seen ORDER BY hash")))
 
     async def add_keys(self, keys: Iterable[str], delivery_id: str | None = None) -> None:
         rows = _seen_rows(key_hash(key) for key in keys)
