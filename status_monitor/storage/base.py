@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Protocol
 
-from status_monitor.model import Event
+from status_monitor.model import Event, utc_iso
 from status_monitor.storage.seen import SeenSet
 
 DELIVERY_TTL = timedelta(hours=72)  # webhook delivery ids kept: providers retry for 24 h with fresh timestamps
@@ -178,3 +178,20 @@ class SharedStore(Store, Protocol):
 
     def listen(self, wake: Callable[[int], None]) -> None:
         """Calls `wake(event_id)` for each event any replica commits (0: some may be missed)."""
+
+
+def list_events_sql(
+    provider: str | None, source: str | None, since: datetime | None, limit: int, oldest_first: bool, mark: str
+) -> tuple[str, tuple]:
+    """`Store.list_events`' query and its parameters, the same SQL for every backend but the
+    driver's placeholder `mark` ("?" for sqlite3, "%s" for psycopg). Columns: id, key, body."""
+    clauses, params = [], []
+    for clause, value in (("lower(provider) = lower({})", provider), ("source = {}", source),
+                          ("received_at >= {}", utc_iso(since) if since else None)):
+        if value:
+            clauses.append(clause.format(mark))
+            params.append(value)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    order = "ASC" if oldest_first else "DESC"
+    return (f"SELECT id, key, body FROM (SELECT id, key, body FROM events {where} ORDER BY id DESC LIMIT {mark}) AS newest "
+            f"ORDER BY id {order}", (*params, limit))

@@ -47,6 +47,7 @@ from status_monitor.storage.base import (
     StateError,
     StoredEvent,
     StoreUnavailable,
+    list_events_sql,
 )
 from status_monitor.storage.seen import SeenSet, key_hash
 
@@ -543,20 +544,7 @@ class PostgresStore:
         oldest_first: bool = False,
     ) -> list[StoredEvent]:
         """The newest `limit` events that match, newest or oldest first."""
-        clauses, params = [], []
-        if provider:
-            clauses.append("lower(provider) = lower(%s)")
-            params.append(provider)
-        if source:
-            clauses.append("source = %s")
-            params.append(source)
-        if since:
-            clauses.append("received_at >= %s")
-            params.append(utc_iso(since))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        query = f"SELECT id, key, body FROM (SELECT id, key, body FROM events {where} ORDER BY id DESC LIMIT %s) AS newest ORDER BY id {order}"
-        return await self._select_events(query, (*params, limit))
+        return await self._select_events(*list_events_sql(provider, source, since, limit, oldest_first, "%s"))
 
     async def event_providers(self) -> list[str]:
         """The providers that have stored events, sorted by name (case ignored)."""

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import orjson
 
 from status_monitor.model import Event, utc_iso
-from status_monitor.storage.base import DELIVERY_TTL, FeedRecord, OutboxItem, StateError, StoredEvent
+from status_monitor.storage.base import DELIVERY_TTL, FeedRecord, OutboxItem, StateError, StoredEvent, list_events_sql
 from status_monitor.storage.seen import SeenSet, key_hash
 
 log = logging.getLogger("monitor.state")
@@ -293,22 +293,7 @@ class SQLiteStore:
         return await self._run(self._list_events, provider, source, since, limit, oldest_first)
 
     def _list_events(self, provider, source, since, limit, oldest_first) -> list[StoredEvent]:
-        clauses, params = [], []
-        if provider:
-            clauses.append("provider = ? COLLATE NOCASE")
-            params.append(provider)
-        if source:
-            clauses.append("source = ?")
-            params.append(source)
-        if since:
-            clauses.append("received_at >= ?")
-            params.append(utc_iso(since))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        rows = self.db.execute(
-            f"SELECT id, key, body FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id {order}",
-            (*params, limit),
-        ).fetchall()
+        rows = self.db.execute(*list_events_sql(provider, source, since, limit, oldest_first, "?")).fetchall()
         return [_stored(*row) for row in rows]
 
     async def event_providers(self) -> list[str]:
