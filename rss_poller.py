@@ -484,46 +484,49 @@ class FeedPoller:
             status.last_error = f"not polled: {status.url.host} asked for a pause (Retry-After), {pause:.0f} s more"
             return
         silent: list[int] = []
-        async with self._host_slot(host), self._semaphore, self._budget.lease() as lease:
-            if feed.kind == DETECT:
-                await self._detect(status, lease)
-                return
-            started = time.perf_counter()
-            sent_validators = bool(record.etag or record.last_modified)
-            try:
+        # The slot is held until the outcome is stored: a first poll's baseline waits for its
+        # commit here, so a cold start's writes queue no faster than the state takes them.
+        async with self._host_slot(host), self._semaphore:
+            async with self._budget.lease() as lease:
+                if feed.kind == DETECT:
+                    await self._detect(status, lease)
+                    return
+                started = time.perf_counter()
+                sent_validators = bool(record.etag or record.last_modified)
                 try:
-                    result = await fetch(
-                        self._client, conditional_get(self._client, status.url, record),
-                        self._config.max_body_bytes, self._config.request_timeout * 1.5, lease,
-                    )
-                finally:
-                    self.stats.latency.observe(time.perf_counter() - started)
-                silent = await self._process(status, result, sent_validators)
-            except StoreUnavailable as exc:
+                    try:
+                        result = await fetch(
+                            self._client, conditional_get(self._client, status.url, record),
+                            self._config.max_body_bytes, self._config.request_timeout * 1.5, lease,
+                        )
+                    finally:
+                        self.stats.latency.observe(time.perf_counter() - started)
+                    silent = await self._process(status, result, sent_validators)
+                except StoreUnavailable as exc:
+                    self._state_unavailable(status, exc)
+                    return
+                except FetchError as exc:
+                    self._failed(status, str(exc), None, exc.kind, exc.category)
+                except FeedError as exc:
+                    self._failed(status, str(exc), record.last_status, "parse", "not a readable feed")
+                except Exception:
+                    log.exception("feed %s: unexpected error", feed.name)
+                    self._failed(status, "internal error (see the log)", record.last_status, "internal")
+            record.last_polled_at = utc_iso(datetime.now(timezone.utc))
+            try:
+                if poll_lease is None:
+                    await self._store.save_feed(record, silent)
+                else:
+                    await self._complete(status, silent, poll_lease)
+            except StoreUnavailable as exc:  # the baseline's keys are not stored: the next poll is a first poll again
+                status.known, status.digest, status.fingerprints = False, None, b""
+                record.etag = record.last_modified = None
                 self._state_unavailable(status, exc)
                 return
-            except FetchError as exc:
-                self._failed(status, str(exc), None, exc.kind, exc.category)
-            except FeedError as exc:
-                self._failed(status, str(exc), record.last_status, "parse", "not a readable feed")
-            except Exception:
-                log.exception("feed %s: unexpected error", feed.name)
-                self._failed(status, "internal error (see the log)", record.last_status, "internal")
-        record.last_polled_at = utc_iso(datetime.now(timezone.utc))
-        try:
-            if poll_lease is None:
-                await self._store.save_feed(record, silent)
-            else:
-                await self._complete(status, silent, poll_lease)
-        except StoreUnavailable as exc:  # the baseline's keys are not stored: the next poll is a first poll again
-            status.known, status.digest, status.fingerprints = False, None, b""
-            record.etag = record.last_modified = None
-            self._state_unavailable(status, exc)
-            return
-        if self._state_lost_at is not None:
-            log.warning("state reachable again after %.0f s: polling resumed", time.monotonic() - self._state_lost_at)
-            self._state_lost_at = None
-        self._first_polled(status)
+            if self._state_lost_at is not None:
+                log.warning("state reachable again after %.0f s: polling resumed", time.monotonic() - self._state_lost_at)
+                self._state_lost_at = None
+            self._first_polled(status)
 
     def _first_polled(self, status: FeedStatus) -> None:
         """Once every source has been polled in this run, one line sums up how they are."""

@@ -351,3 +351,45 @@ def test_first_polls_start_at_most_200_a_second_however_short_the_interval(tmp_p
             assert sum(1 for s in starts if s <= 3) < 800  # ~600 at 200 a second
 
     run(scenario())
+
+
+def test_a_poll_holds_its_slot_until_its_outcome_is_stored(tmp_path, feeds):
+    """A cold start must not queue first polls' baselines faster than the state stores them:
+    with the state slowed down (each save waits 0.2 s first, as a busy disk would) and first
+    polls starting at 200 a second, at most `concurrency` saves are ever waiting, and every
+    feed's baseline is stored."""
+    paths = [f"/f{i}.atom" for i in range(120)]
+    for path in paths:
+        feeds.set(path, GITHUB_DAY1)
+    config = make_config(tmp_path, [(f"F{i}", feeds.url(p)) for i, p in enumerate(paths)], concurrency=8,
+                         per_host_connections=8, interval=60)
+    waiting, most = 0, 0
+
+    async def scenario():
+        nonlocal waiting, most
+        async with Rig(config) as rig:
+            save_feed = rig.store.save_feed
+
+            async def slow_save(record, silent_keys=()):
+                nonlocal waiting, most
+                waiting += 1
+                most = max(most, waiting)
+                try:
+                    await asyncio.sleep(0.2)
+                    await save_feed(record, silent_keys)
+                finally:
+                    waiting -= 1
+
+            rig.store.save_feed = slow_save
+            rig.poller.start()  # the daemon's way: first polls from timers, 200 a second
+            deadline = time.monotonic() + 30
+            while not all(s.known for s in rig.poller.feeds.values()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await rig.poller.stop(5)
+            await rig.store.flush()
+        async with Rig(config) as again:
+            return len(again.handler._seen), sum(1 for s in again.poller.feeds.values() if s.known)
+
+    seen, known = run(scenario())
+    assert most <= 8
+    assert known == 120 and seen > 0  # every feed's first poll stored, with its baseline
