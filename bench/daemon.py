@@ -75,14 +75,16 @@ def run(args: argparse.Namespace) -> dict:
         logs = [Path(folder) / f"stderr-{n}.txt" for n in range(args.replicas)]
         started = time.monotonic()
         first = answers(args.base)
-        daemons = [
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "main.py"), "--config", str(config), "--port", str(free_port()), "--json",
-                 "--state", state, "--log-level", "WARNING"],
-                stdout=events[n].open("wb"), stderr=logs[n].open("wb"),
-            )
-            for n in range(args.replicas)
-        ]
+
+        def start(n: int) -> subprocess.Popen:
+            with events[n].open("wb") as stdout, logs[n].open("wb") as stderr:  # the daemon keeps its own copies
+                return subprocess.Popen(
+                    [sys.executable, str(ROOT / "main.py"), "--config", str(config), "--port", str(free_port()), "--json",
+                     "--state", state, "--log-level", "WARNING"],
+                    stdout=stdout, stderr=stderr,
+                )
+
+        daemons = [start(n) for n in range(args.replicas)]
         pids = [daemon.pid for daemon in daemons]
         try:
             # Cold start: until every feed has had its first answer (a 200).
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
                 except subprocess.TimeoutExpired:
                     daemon.kill()
                     daemon.wait()
-        announced = sum(1 for path in events for _ in path.open("rb"))
+        announced = sum(path.read_bytes().count(b"\n") for path in events)
     return {
         "feeds": args.feeds,
         "interval_s": args.interval,
