@@ -57,6 +57,7 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
+        self.hanging: list[tuple[str, int]] = []  # (path, client port) of each request left hanging
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._stamp = 1_700_000_000
@@ -99,6 +100,8 @@ class FeedServer:
             self._answer(handler, 404, b"not found", {"Content-Type": "text/plain"}, headers)
             return
         if route.hang:
+            with self._lock:
+                self.hanging.append((handler.path, handler.client_address[1]))
             self._release.wait(60)
             return
         extra = dict(route.headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import signal
 import threading
 import time
@@ -22,7 +23,7 @@ from conftest import free_port, start_main, wait_http
 from hookreceiver import HookReceiver
 from test_state import Reader, statuspage_rss
 
-from status_monitor.storage.postgres import HEARTBEAT_TIMEOUT
+from status_monitor.storage.postgres import HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT
 
 SECRET = "fleet-webhook-secret"
 INTERVAL = 1.0
@@ -39,6 +40,21 @@ def signed(n: int) -> tuple[bytes, dict[str, str]]:
         "name": f"Fleet incident {n}", "status": {"label": "Investigating"}, "message": f"hook {n}"}}}).encode()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return body, {"x-hub-signature-256": signature, "x-github-delivery": f"delivery-{n}", "content-type": "application/json"}
+
+
+def pid_with_local_port(pids: list[int], port: int) -> int:
+    """Which of `pids` owns the TCP socket bound to 127.0.0.1:`port` (from /proc/net/tcp)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    inodes = {row[9] for row in rows if int(row[1].split(":")[1], 16) == port}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").rstrip("]") in inodes:
+                    return pid
+            except OSError:
+                continue
+    raise LookupError(f"no process of {pids} has local port {port}")
 
 
 def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_bound(tmp_path, feeds, hook, pg_url):
@@ -60,7 +76,8 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
         readers.append(Reader(replicas[-1]))
     expected = {f"{code} update 0" for code in codes}  # each feed's open incident, announced (not notified) at its first poll
     notified: set[str] = set()
-    killed_at: list[float] = []
+    killed: list[tuple[int, float]] = []  # (index of the replica, when)
+    held = codes[0]  # the feed whose lease the victim holds when it dies
     try:
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
@@ -89,9 +106,15 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
                             break
                     except httpx.HTTPError:
                         time.sleep(0.05)
-                if step == STEPS // 2:
-                    replicas[0].send_signal(signal.SIGKILL)
-                    killed_at.append(time.monotonic())
+                if step == STEPS // 2:  # the next poll of `held` hangs; whoever makes it is killed mid-poll
+                    feeds.set(f"/{held}.rss", statuspage_rss(held, blocks[held]), hang=True)
+                    while not feeds.hanging:
+                        time.sleep(0.02)
+                    victim = pid_with_local_port([r.pid for r in replicas], feeds.hanging[0][1])
+                    index = next(i for i, r in enumerate(replicas) if r.pid == victim)
+                    replicas[index].send_signal(signal.SIGKILL)
+                    killed.append((index, time.monotonic()))
+                    feeds.set(f"/{held}.rss", statuspage_rss(held, blocks[held]), hang=False)
                 time.sleep(0.25)
 
         sender = threading.Thread(target=provider, daemon=True)
@@ -103,7 +126,14 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
         while time.monotonic() < deadline and not (expected <= set(printed()) and notified <= set(notifications(hook))):
             time.sleep(0.2)
         time.sleep(INTERVAL * 3)
-        stats = [httpx.get(f"http://127.0.0.1:{port}/stats").json() for port in ports[1:]]
+        ended = time.monotonic()
+        survivors = [i for i in range(3) if i != killed[0][0]]
+        deadline = killed[0][1] + HEARTBEAT_TIMEOUT + HEARTBEAT_EVERY + 2  # the count is taken at each heartbeat
+        while True:
+            stats = [httpx.get(f"http://127.0.0.1:{ports[i]}/stats").json() for i in survivors]
+            if all(s["fleet"]["replicas"] == 2 for s in stats) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         for replica in replicas:
             if replica.poll() is None:
@@ -122,21 +152,25 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
     repeated = {m: n for m, n in Counter(messages).items() if n > 1}
     assert sum(n - 1 for n in repeated.values()) <= 3, f"printed twice beyond the bound: {repeated}"
     assert set(messages) == expected
-    assert all(len(r.lines) > 0 for r in readers[1:]), "the surviving replicas shared the work"
+    assert all(len(readers[i].lines) > 0 for i in survivors), "the surviving replicas shared the work"
 
-    kill = killed_at[0]
+    _, kill = killed[0]
     for code in codes:
         times = [r.at for r in feeds.requests_to(f"/{code}.rss")]
         gaps = [(earlier, later - earlier) for earlier, later in zip(times, times[1:])]
         assert min(gap for _, gap in gaps) > INTERVAL * 0.8, f"{code} polled twice in one interval: {gaps}"
         assert max(gap for _, gap in gaps) < INTERVAL * 1.1 + HEARTBEAT_TIMEOUT + 3, f"{code}: no failover in time: {gaps}"
-        assert any(at > kill + HEARTBEAT_TIMEOUT for at in times), f"{code} not polled after the kill"
+        assert max(times) > ended - INTERVAL * 3, f"{code} not polled at the end: last at {max(times) - ended:.1f} s"
+    # The held feed: nobody polled it while the dead replica's lease ran (taken at most an
+    # interval before the kill, lasting HEARTBEAT_TIMEOUT), and someone did once it lapsed.
+    after = [at for at in (r.at for r in feeds.requests_to(f"/{held}.rss")) if at > kill]
+    assert after and after[0] > kill + HEARTBEAT_TIMEOUT - INTERVAL * 1.1, f"{held} polled during the dead replica's lease"
 
     notes = notifications(hook)
     assert not notified - set(notes), f"not notified: {sorted(notified - set(notes))}"
     assert set(notes) == notified  # the state found at a first poll is not news
     assert sum(n - 1 for n in notes.values()) <= 1, f"notified twice beyond the one cut off by the kill: {notes}"
-    assert all(s["fleet"]["replicas"] == 2 for s in stats)
+    assert all(s["fleet"]["replicas"] == 2 for s in stats), f"the dead replica still counted: {[s['fleet'] for s in stats]}"
 
 
 def notifications(hook: HookReceiver) -> Counter:
