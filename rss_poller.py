@@ -36,7 +36,7 @@ from status_monitor.sources.detect import (
 from status_monitor.sources.feeds import content_digest
 from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.readers import FeedError
-from status_monitor.sources.transport import AiohttpTransport, plain_reason
+from status_monitor.sources.transport import NO_BODY, AiohttpTransport, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
 from status_monitor.storage import FeedRecord, Store, StoreUnavailable
 
@@ -57,7 +57,6 @@ FIRST_POLLS_PER_SECOND = 200
 STATE_RETRY = 5.0  # seconds between two attempts to reach an unreachable state database
 CLAIM_JITTER = 1.0  # seconds added at random to a lost claim's wait, so replicas do not ask in step
 TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)
-_NO_BODY = httpx.ByteStream(b"")
 # Failures that point at this machine's network rather than at one provider.
 NETWORK_CATEGORIES = {"name resolution failed", "network unreachable", "connection refused", "timed out"}
 
@@ -161,7 +160,7 @@ def conditional_get(client: httpx.AsyncClient, url: httpx.URL, record: FeedRecor
         headers["If-None-Match"] = record.etag
     if record.last_modified:
         headers["If-Modified-Since"] = record.last_modified
-    return httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions={"timeout": client.timeout.as_dict()})
+    return httpx.Request("GET", url, headers=headers, stream=NO_BODY, extensions={"timeout": client.timeout.as_dict()})
 
 
 async def fetch(
@@ -203,7 +202,7 @@ async def fetch(
                 await response.aclose()
                 # httpx's response and its stream refer to each other: a cycle that only the
                 # garbage collector frees, ~35 objects a poll. Broken here, they go at once.
-                response.stream = _NO_BODY
+                response.stream = NO_BODY
     except BodyError as exc:
         raise FetchError(str(exc), exc.kind) from None
     except TimeoutError:

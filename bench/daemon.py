@@ -101,9 +101,10 @@ def run(args: argparse.Namespace) -> dict:
             profiler = None
             if args.profile:
                 profiler = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[0]), "--output", args.profile, "--rate", "200",
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[0]), "--output", args.profile, "--rate", "1000",
                      "--duration", str(int(args.interval * args.intervals)), "--threads", "--nonblocking",
-                     *(["--format", "speedscope"] if args.profile.endswith(".json") else [])],
+                     *(["--format", "speedscope"] if args.profile.endswith(".json") else []),
+                     *(["--format", "raw"] if args.profile.endswith(".txt") else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             unchanged = [measure(pids, args.base, args.interval, False, args.db_pid) for _ in range(args.intervals)]
@@ -146,7 +147,7 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=3, help="intervals measured, with and then without changes")
     parser.add_argument("--cold-timeout", type=float, default=600.0)
     parser.add_argument("--config-extra", default="", help="TOML lines added to the daemon's config")
-    parser.add_argument("--profile", metavar="OUT", help="py-spy record the (first) daemon's unchanged intervals (.svg or .json)")
+    parser.add_argument("--profile", metavar="OUT", help="py-spy record the (first) daemon's unchanged intervals (.svg, .json: speedscope, .txt: collapsed stacks)")
     parser.add_argument("--replicas", type=int, default=1, help="daemons sharing the state (a PostgreSQL --state)")
     parser.add_argument("--state", help="the daemons' --state (default: a SQLite file in a temporary folder)")
     parser.add_argument("--db-pid", type=int, help="also measure this database server's CPU (its postmaster's pid)")

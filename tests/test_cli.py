@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -143,6 +144,10 @@ def test_daemon_polls_serves_stats_prints_new_updates_and_stops_on_sigterm(tmp_p
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
         assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
+        dates = [parsedate_to_datetime(httpx.get(f"http://127.0.0.1:{port}/health").headers["date"])]
+        time.sleep(2.1)
+        dates.append(parsedate_to_datetime(httpx.get(f"http://127.0.0.1:{port}/health").headers["date"]))
+        assert 1 <= (dates[1] - dates[0]).total_seconds() <= 4  # the server's clock ticks (once a second)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()

@@ -21,6 +21,7 @@ import httpx
 import yarl
 
 CHUNK = 64 * 1024
+NO_BODY = httpx.ByteStream(b"")  # a request's empty body: the transport sends none without reading it
 
 
 class _Body(httpx.AsyncByteStream):
@@ -49,6 +50,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_per_host = max_per_host
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -62,10 +64,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
-        )
-        body = await request.aread()
+        connect, read = timeouts.get("connect"), timeouts.get("read")
+        timeout = self._timeouts.get((connect, read))
+        if timeout is None:  # a client has one or two: kept, not built for every request
+            timeout = self._timeouts[connect, read] = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+        body = None if request.stream is NO_BODY else await request.aread()
         # Credentials travel in the Authorization header httpx built, never twice: aiohttp
         # refuses a URL's userinfo beside that header.
         url = request.url.copy_with(userinfo=b"") if request.url.userinfo else request.url
@@ -73,7 +76,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await self._session_for_loop().request(
                 request.method,
                 yarl.URL(str(url), encoded=True),  # httpx has encoded it: yarl need not again
-                headers=request.headers.multi_items(),
+                headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw],
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
