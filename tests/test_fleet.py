@@ -110,8 +110,8 @@ def test_three_replicas_with_one_killed_lose_nothing_and_repeat_at_most_the_boun
                     feeds.set(f"/{held}.rss", statuspage_rss(held, blocks[held]), hang=True)
                     while not feeds.hanging:
                         time.sleep(0.02)
-                    victim = pid_with_local_port([r.pid for r in replicas], feeds.hanging[0][1])
-                    index = next(i for i, r in enumerate(replicas) if r.pid == victim)
+                    pids = [r.pid for r in replicas]
+                    index = pids.index(pid_with_local_port(pids, feeds.hanging[0][1]))
                     replicas[index].send_signal(signal.SIGKILL)
                     killed.append((index, time.monotonic()))
                     feeds.set(f"/{held}.rss", statuspage_rss(held, blocks[held]), hang=False)
