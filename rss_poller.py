@@ -36,7 +36,7 @@ from status_monitor.sources.detect import (
 from status_monitor.sources.feeds import content_digest
 from status_monitor.sources.kinds import parse_source
 from status_monitor.sources.readers import FeedError
-from status_monitor.sources.transport import NO_BODY, AiohttpTransport, plain_reason
+from status_monitor.sources.transport import NO_BODY, AiohttpTransport, PollClient, plain_reason
 from status_monitor.stats import FeedStatus, PollerStats
 from status_monitor.storage import FeedRecord, Store, StoreUnavailable
 
@@ -114,8 +114,8 @@ def make_client(config: Config) -> httpx.AsyncClient:
     transport = AiohttpTransport(
         config.concurrency, httpx.create_ssl_context(trust_env=True), config.per_host_connections
     )
-    client = httpx.AsyncClient(
-        transport=transport,
+    client = PollClient(
+        transport,
         timeout=timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import logging
 import re
 import time
 
+import httpx
 from conftest import AWS_NEW_ITEM, Captured, feed, make_config
 from feedserver import FeedServer
 
@@ -280,6 +282,47 @@ def test_brotli_bodies_are_decoded_and_cookies_are_not_kept(tmp_path, feeds):
     run(scenario())
     assert all("cookie" not in r.headers for r in feeds.requests_to("/openai.rss"))
     assert "br" in feeds.requests_to("/openai.rss")[0].headers["accept-encoding"]
+
+
+def test_a_plain_poll_goes_straight_to_the_transport_and_a_redirect_or_credentials_through_httpx(
+    tmp_path, feeds, monkeypatch
+):
+    """PollClient skips httpx's client layers for a poll that needs none of them (README,
+    Performance): what those layers do must still happen when it is needed."""
+    feeds.set("/plain.rss", feed("statuspage_claude_history.rss"))
+    feeds.set("/moved.rss", b"", status=301, headers={"Location": "/plain.rss"})
+    feeds.set("/private.rss", feed("incidentio_openai_feed_trimmed.rss"))
+    urls = {"plain": feeds.url("/plain.rss"), "moved": feeds.url("/moved.rss"),
+            "private": feeds.url("/private.rss").replace("://", "://reader:secret@")}
+    through_httpx = []
+    httpx_send = httpx.AsyncClient.send
+
+    async def counting_send(client, request, **kwargs):
+        through_httpx.append(request.url.path)
+        return await httpx_send(client, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counting_send)
+
+    async def poll(rig, name):
+        await rig.poller.poll(rig.status(urls[name]))
+        return rig.status(urls[name]).record
+
+    async def scenario():
+        async with Rig(make_config(tmp_path, list(urls.items()))) as rig:
+            assert (await poll(rig, "plain")).last_status == 200
+            assert (await poll(rig, "plain")).last_status == 304
+            assert through_httpx == []
+            assert [r.headers.get("if-none-match") is not None for r in feeds.requests_to("/plain.rss")] == [False, True]
+            moved = await poll(rig, "moved")
+            assert moved.last_status == 200 and moved.entries == 25
+            assert through_httpx == ["/moved.rss"]
+            assert len(feeds.requests_to("/moved.rss")) == 2  # the direct answer, then httpx's redirect
+            assert (await poll(rig, "private")).last_status == 200
+            assert through_httpx == ["/moved.rss", "/private.rss"]
+            sent = feeds.requests_to("/private.rss")
+            assert [r.headers.get("authorization") for r in sent] == ["Basic " + base64.b64encode(b"reader:secret").decode()]
+
+    run(scenario())
 
 
 def test_a_poll_leaves_nothing_for_the_garbage_collector(tmp_path, feeds):
