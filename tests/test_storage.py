@@ -153,6 +153,31 @@ def test_feeds_components_and_sources_round_trip(location):
     run(read())
 
 
+def test_a_baselines_hashes_are_stored_exactly_whatever_their_value(location):
+    """A first poll's key hashes, the ends of the 64-bit range and repeats included, come
+    back exactly after a reopen (they go to the store in bulk, not row by row)."""
+    ends = [-2**63, -2**63 + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1]
+    many = [key_hash(f"key {n}") for n in range(5000)]
+
+    async def write() -> None:
+        store = await opened(location)
+        try:
+            await store.save_feed(FeedRecord(url="https://a.test/feed"), silent_keys=ends + many + ends)
+        finally:
+            await store.close()
+
+    async def read() -> list[int]:
+        store = await opened(location)
+        try:
+            seen = await store.load_seen_keys()
+            return [value for value in ends + many if not seen.contains_hash(value)] + [len(seen)]
+        finally:
+            await store.close()
+
+    run(write())
+    assert run(read()) == [len(set(ends + many))]
+
+
 def test_concurrent_writers_commit_every_event_once(location):
     async def check() -> None:
         store = await opened(location)
