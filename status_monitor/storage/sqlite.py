@@ -93,7 +93,11 @@ T = TypeVar("T")
 
 _FEED_COLUMNS = [f.name for f in fields(FeedRecord)]
 _feed_row = operator.attrgetter(*_FEED_COLUMNS)
-_SAVE_FEED = f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) VALUES ({', '.join('?' * len(_FEED_COLUMNS))})"
+# Feed rows go in as one JSON array of arrays a statement, as key hashes do (see _ADD_SEEN).
+_SAVE_FEED = (
+    f"INSERT OR REPLACE INTO feeds ({', '.join(_FEED_COLUMNS)}) "
+    f"SELECT {', '.join(f'value ->> {n}' for n in range(len(_FEED_COLUMNS)))} FROM json_each(?)"
+)
 
 
 class SQLiteStore:
@@ -401,11 +405,13 @@ class SQLiteStore:
     @staticmethod
     def _save_feeds(rows: list[tuple], silent_keys: list[int]) -> Callable[[sqlite3.Connection], None]:
         seen = _seen_params(silent_keys)
+        feeds = orjson.dumps(rows).decode()
 
         def save(db: sqlite3.Connection) -> None:
             if silent_keys:
                 db.execute(_ADD_SEEN, seen)
-            db.executemany(_SAVE_FEED, rows)
+            if rows:
+                db.execute(_SAVE_FEED, (feeds,))
 
         return save
 
