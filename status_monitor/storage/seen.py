@@ -20,8 +20,8 @@ def key_hash(key: str) -> int:
 class SeenSet:
     """A sorted array of hashes, plus a small set of recent ones merged into it in bulk.
 
-    Memory is 8 bytes a hash and, while merging, one more array of the same size: a merge
-    copies slices of the old array around the recent hashes, never a list or set of all."""
+    Memory is 8 bytes a hash, and a merge needs none more than the new hashes' own: it
+    moves slices of the array within it, never a copy of it or a list or set of all."""
 
     def __init__(self, hashes: Iterable[int] = ()) -> None:
         """`hashes`: 64-bit hashes (key_hash) in any order, repeats allowed."""
@@ -63,22 +63,25 @@ class SeenSet:
             self.add(key)
 
     def _merge(self) -> None:
-        old, end = self._sorted, len(self._sorted)
-        merged = array("q", [0]) * (end + len(self._recent))  # no bytes object of that size first
-        placed = 0  # recent hashes placed so far
-        with memoryview(old) as source, memoryview(merged) as target:
-            start = 0  # in old
-            for value in sorted(self._recent):
-                index = bisect_left(old, value, start)
-                if index < end and old[index] == value:
-                    continue  # merged already
-                target[start + placed:index + placed] = source[start:index]
-                target[index + placed] = value
-                placed += 1
-                start = index
-            target[start + placed:end + placed] = source[start:]
-        del merged[end + placed:]
-        self._sorted = merged
+        """Merges the recent hashes into the array in place: the array grows by the number of
+        new ones, and from the back each run of old hashes moves up by the number of new ones
+        still below it (memoryview copies overlapping slices as memmove does). Growing a
+        large array is a realloc, which glibc does by remapping: no second copy of it."""
+        old, start = self._sorted, 0
+        indices, values = array("q"), array("q")  # where each new hash goes in the old array
+        for value in sorted(self._recent):
+            index = bisect_left(old, value, start)
+            if index == len(old) or old[index] != value:  # not merged already
+                indices.append(index)
+                values.append(value)
+            start = index
+        end = len(old)  # the old hashes not moved yet are [0, end)
+        old.frombytes(bytes(8 * len(values)))
+        with memoryview(old) as view:
+            for below, index, value in zip(range(len(values), 0, -1), reversed(indices), reversed(values)):
+                view[index + below:end + below] = view[index:end]
+                view[index + below - 1] = value
+                end = index
         self._recent.clear()
 
     def _in_sorted(self, value: int) -> bool:
