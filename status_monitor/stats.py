@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -73,6 +74,7 @@ class FeedStatus:
     record: FeedRecord
     known: bool  # polled before (now or in an earlier run): not a first poll
     url: httpx.URL = field(init=False, repr=False)  # parsed once, not on every poll
+    host: str = field(init=False, repr=False)  # host and port, the key of per-host limits (one string a host)
     last_error: str | None = None
     failing: bool = False
     kind: str | None = None
@@ -85,6 +87,7 @@ class FeedStatus:
 
     def __post_init__(self) -> None:
         self.url = httpx.URL(self.feed.url)
+        self.host = sys.intern(self.url.netloc.decode("ascii"))
 
 
 @dataclass

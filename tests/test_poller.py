@@ -7,6 +7,7 @@ import base64
 import gc
 import logging
 import re
+import ssl
 import time
 
 import httpx
@@ -15,6 +16,7 @@ from feedserver import FeedServer
 
 from event_handler import EventHandler
 from rss_poller import FeedPoller, make_client
+from status_monitor.sources.transport import AiohttpTransport
 from status_monitor.storage import open_store
 
 GITHUB_DAY1 = feed("statuspage_github_history_snapshot_2026-07-09.atom")
@@ -323,6 +325,30 @@ def test_a_plain_poll_goes_straight_to_the_transport_and_a_redirect_or_credentia
             assert [r.headers.get("authorization") for r in sent] == ["Basic " + base64.b64encode(b"reader:secret").decode()]
 
     run(scenario())
+
+
+def test_the_transport_parses_a_url_once_and_keeps_a_bounded_number(feeds):
+    """aiohttp's form of a URL is kept from one request to the next (README, Performance),
+    the same with or without credentials in it, and no more than the transport's bound are
+    kept when sources send it to a new URL each time."""
+
+    async def scenario():
+        transport = AiohttpTransport(4, ssl.create_default_context(), urls_kept=8)
+        try:
+            for i in range(20):
+                request = httpx.Request("GET", feeds.url(f"/hop{i}.rss"), extensions={"timeout": {"read": 5.0}})
+                response = await transport.handle_async_request(request)
+                assert response.status_code == 404
+                await response.aclose()
+                assert len(transport._urls) <= 8
+            kept = transport._urls[feeds.url("/hop19.rss")]
+            private = transport._url(httpx.URL(feeds.url("/hop19.rss").replace("://", "://reader:secret@")))
+            assert transport._url(httpx.URL(feeds.url("/hop19.rss"))) is kept is private and not kept.user
+        finally:
+            await transport.aclose()
+
+    run(scenario())
+    assert len(feeds.requests_to("/hop0.rss")) == 1
 
 
 def test_a_poll_leaves_nothing_for_the_garbage_collector(tmp_path, feeds):
