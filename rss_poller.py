@@ -55,7 +55,12 @@ MAX_RETRY_AFTER = 3600.0
 FIRST_POLL_SPREAD = 5.0
 FIRST_POLLS_PER_SECOND = 200
 STATE_RETRY = 5.0  # seconds between two attempts to reach an unreachable state database
-CLAIM_JITTER = 1.0  # seconds added at random to a lost claim's wait, so replicas do not ask in step
+# With replicas, a feed's first choice (FeedPoller._first_choice) may take it when it is
+# due; the others only HANDOVER seconds later (more than a tick), so they poll it only if
+# the first choice did not, and they ask up to CLAIM_JITTER seconds later still, so that
+# they do not ask in step.
+HANDOVER = 1.5
+CLAIM_JITTER = 1.0
 TICK = 1.0  # seconds: the longest a poll waits for the feeds due with it (see FeedPoller._schedule)
 # Failures that point at this machine's network rather than at one provider.
 NETWORK_CATEGORIES = {"name resolution failed", "network unreachable", "connection refused", "timed out"}
@@ -246,6 +251,7 @@ class FeedPoller:
         self.feeds: dict[str, FeedStatus] = {}
         self.stats = PollerStats()
         self._unpolled: set[str] | None = None  # sources not polled yet in this run; None once all were
+        self._turns: dict[str, int] | None = None  # with replicas: URL -> its place among the feeds' URLs, sorted
 
     async def load(self) -> None:
         self.feeds = await self._statuses(self._config.feeds)
@@ -296,6 +302,7 @@ class FeedPoller:
             if self._running:
                 self._schedule(fresh, random.uniform(0, FIRST_POLL_SPREAD))
         self._config = config
+        self._turns = None
         return added, removed, changed
 
     def _cancel_timer(self, url: str) -> bool:
@@ -421,15 +428,19 @@ class FeedPoller:
     async def _poll_claimed(self, status: FeedStatus, interval: float) -> float:
         """With replicas: polls the feed only if this replica wins its lease, starting from the
         record the last poller (any replica) stored; returns the seconds until it is next
-        worth asking. A replica that loses asks again when the feed is due or the lease lapses,
-        so a dead replica's feeds are taken over within one interval plus the lease."""
+        worth asking. A replica that loses asks again when the feed is due (for it) or the
+        lease lapses, so a dead replica's feeds are taken over within one interval plus the
+        lease, HANDOVER and CLAIM_JITTER."""
+        first_choice = self._first_choice(status.feed.url)
+        grace = 0.0 if first_choice else HANDOVER
         try:
-            claim = await self._store.claim_feed(status.feed.url, interval)
+            claim = await self._store.claim_feed(status.feed.url, interval, grace)
         except StoreUnavailable as exc:
             self._state_unavailable(status, exc)
             return min(interval, STATE_RETRY)
+        jitter = 0.0 if first_choice else random.uniform(0, CLAIM_JITTER)
         if claim.token is None:
-            return claim.wait + random.uniform(0, CLAIM_JITTER)
+            return claim.wait + jitter
         self.stats.claimed_total += 1
         status.record, status.known = claim.record, claim.known
         if claim.components is not None and claim.components != status.components:
@@ -441,7 +452,21 @@ class FeedPoller:
                 await self._complete(status, [], poll_lease)
             except StoreUnavailable as exc:
                 self._state_unavailable(status, exc)
-        return min(interval, STATE_RETRY) if poll_lease.next_delay is None else poll_lease.next_delay
+        return min(interval, STATE_RETRY) if poll_lease.next_delay is None else poll_lease.next_delay + grace + jitter
+
+    def _first_choice(self, url: str) -> bool:
+        """With replicas: whether this replica is the one to poll the feed at `url`. The live
+        replicas, in the order of their ids, take the feeds, in the order of their URLs, in
+        turn, so each polls an even share (within one feed); the same config gives every
+        replica the same answer. A replica the heartbeat has not counted yet is every
+        feed's first choice (whoever asks first gets it)."""
+        replicas = self._store.replicas
+        if self._store.replica_id not in replicas:
+            return True
+        if self._turns is None:
+            self._turns = {url: turn for turn, url in enumerate(sorted(self.feeds))}
+        turn = self._turns.get(url)
+        return turn is None or replicas[turn % len(replicas)] == self._store.replica_id
 
     async def _complete(self, status: FeedStatus, silent: list[int], poll_lease: PollLease) -> None:
         """Stores a claimed poll's outcome and when the feed is next due, if the lease is still ours."""
@@ -578,6 +603,7 @@ class FeedPoller:
             ", ".join(redact_url(t.url) for t in targets),
         )
         del self.feeds[page]
+        self._turns = None
         for target in targets:
             remember_url_secrets(target.url)
             self.feeds[target.url] = new = FeedStatus(target, FeedRecord(url=target.url), known=False)

@@ -22,6 +22,7 @@ from test_state import statuspage_rss
 from status_monitor.config import NotifyRoute
 from status_monitor.model import Event
 from status_monitor.storage import OutboxItem, open_store
+from status_monitor.storage.postgres import HEARTBEAT_EVERY
 from status_monitor.storage.sqlite import SQLiteStore
 
 
@@ -119,31 +120,41 @@ def test_the_password_appears_in_no_output(tmp_path, pg_cluster, pg_url):
 
 
 def test_replicas_share_the_polls_and_announce_each_update_once(tmp_path, feeds, pg_url):
-    """Two replicas, six feeds polled every 2 s: each feed is fetched about once an interval
-    (never by both replicas in one), both take part, and each update is printed once."""
+    """Six feeds polled every 2 s by replica A; B joins once A has polled them all and takes
+    half of them, for good: each feed is fetched about once an interval (never by both
+    replicas in one), each replica holds three, and each update is printed once."""
     base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
     paths = [f"/f{i}" for i in range(6)]
     for i, path in enumerate(paths):
         feeds.set(path, statuspage_rss(f"c{i}", [(base, "Investigating", f"looking at {i}")]))
     sources = [(path.strip("/"), feeds.url(path)) for path in paths]
-    with RunningMonitor(make_config(tmp_path, sources, state_path=pg_url, interval=2.0)) as a, \
-            RunningMonitor(make_config(tmp_path, sources, state_path=pg_url, interval=2.0)) as b:
-        a.wait_for(lambda: len(a.output.events) + len(b.output.events) >= 6, timeout=20)
-        time.sleep(6)
-        feeds.set("/f0", statuspage_rss("c0", [(base, "Investigating", "looking at 0"), (base + timedelta(minutes=10), "Resolved", "fixed")]))
-        a.wait_for(lambda: any(e.status == "Resolved" for e in a.output.events + b.output.events), timeout=15)
-        time.sleep(2)
-        stats = [httpx.get(m.base + "/stats").json() for m in (a, b)]
-        metrics = httpx.get(a.base + "/metrics").text
-        printed = [(e.incident_id, e.status) for e in a.output.events + b.output.events]
+
+    def held(*monitors: RunningMonitor) -> list[int]:
+        return [httpx.get(m.base + "/stats").json()["fleet"]["feeds_held"] for m in monitors]
+
+    with RunningMonitor(make_config(tmp_path, sources, state_path=pg_url, interval=2.0)) as a:
+        a.wait_for(lambda: len(a.output.events) == 6 and held(a) == [6], timeout=20)
+        with RunningMonitor(make_config(tmp_path, sources, state_path=pg_url, interval=2.0)) as b:
+            # A hears of B at its next heartbeat; each count is taken at a heartbeat
+            a.wait_for(lambda: held(a, b) == [3, 3], timeout=3 * HEARTBEAT_EVERY + 6)
+            split = []  # and keeps them: a feed does not wander between replicas
+            for _ in range(int(2.5 * HEARTBEAT_EVERY / 0.5)):
+                split.append(held(a, b))
+                time.sleep(0.5)
+            assert all(counts == [3, 3] for counts in split), split
+            feeds.set("/f0", statuspage_rss("c0", [(base, "Investigating", "looking at 0"), (base + timedelta(minutes=10), "Resolved", "fixed")]))
+            a.wait_for(lambda: any(e.status == "Resolved" for e in a.output.events + b.output.events), timeout=15)
+            time.sleep(2)
+            stats = [httpx.get(m.base + "/stats").json() for m in (a, b)]
+            metrics = httpx.get(a.base + "/metrics").text
+            printed = [(e.incident_id, e.status) for e in a.output.events + b.output.events]
     assert sorted(printed) == sorted(set(printed)) and len(printed) == 7
     for path in paths:
         times = [r.at for r in feeds.requests_to(path)]
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
         assert len(times) >= 3 and min(gaps) > 1.5, (path, gaps)
     assert all(s["fleet"]["replicas"] == 2 for s in stats)
-    assert all(s["fleet"]["feeds_held"] > 0 for s in stats)  # both replicas poll
-    assert sum(s["fleet"]["feeds_held"] for s in stats) == 6
+    assert [s["fleet"]["feeds_held"] for s in stats] == [3, 3]
     replica = stats[0]["fleet"]["replica_id"]
     assert "statusmon_replicas 2.0" in metrics
     assert f'statusmon_feeds_held{{replica="{replica}"}} ' in metrics

@@ -267,6 +267,27 @@ def test_a_due_feed_is_claimed_by_one_replica_and_its_record_is_shared(pg_url):
     assert later.record.consecutive_errors == 1 and seen.contains_hash(key_hash("baseline"))
 
 
+def test_a_replica_asking_with_grace_waits_it_out_and_a_poll_in_flight_delays_nobody_past_its_due_time(pg_url):
+    url = "https://x.test/feed"
+
+    async def scenario():
+        a, b = await opened(pg_url), await opened(pg_url)
+        first = await a.claim_feed(url, 10)  # due in 10 s; its lease lasts HEARTBEAT_TIMEOUT (15 s)
+        polling = await b.claim_feed(url, 10)  # A's poll is in flight: B hears when the feed is due, not when A's lease ends
+        await a.complete_feed(FeedRecord(url), [], first.token, time.time() - 2)  # due 2 s ago
+        early = await b.claim_feed(url, 10, grace=5)  # not its first choice: 3 s to go
+        taken = await a.claim_feed(url, 10)  # its first choice takes it at once
+        result = polling, early, taken
+        await a.close()
+        await b.close()
+        return result
+
+    polling, early, taken = run(scenario)
+    assert polling.token is None and 9 < polling.wait <= 10
+    assert early.token is None and 2.5 < early.wait <= 3
+    assert taken.token is not None
+
+
 def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced_off(pg_url):
     url = "https://x.test/feed"
 

@@ -163,12 +163,14 @@ class SharedStore(Store, Protocol):
     """A `Store` that replicas share (`shared` is True): what they coordinate through."""
 
     fleet: dict[str, Any]  # {"replica_id", "replicas", "feeds_held"} as of the last heartbeat
+    replica_id: str
+    replicas: tuple[str, ...]  # the live replicas' ids (this one's included), sorted, as of the last heartbeat
 
     async def join_fleet(self) -> None:
         """Registers this replica and starts its heartbeat (liveness, leases, fleet counts)."""
 
-    async def claim_feed(self, url: str, interval: float) -> FeedClaim:
-        """The lease on a due feed no live replica holds, or how long to wait."""
+    async def claim_feed(self, url: str, interval: float, grace: float = 0.0) -> FeedClaim:
+        """The lease on a feed due `grace` seconds ago that no live replica holds, or how long to wait."""
 
     async def complete_feed(self, record: FeedRecord, silent_keys: Iterable[int], token: int, due_at: float) -> bool:
         """Stores a claimed poll's outcome if `token` is still the feed's lease (fencing)."""

@@ -201,6 +201,7 @@ class PostgresStore:
         self._pending_feeds: dict[str, FeedRecord] = {}
         self.replica_id = replica_name()
         self.fleet = {"replica_id": self.replica_id, "replicas": 0, "feeds_held": 0}  # as of the last heartbeat
+        self.replicas: tuple[str, ...] = ()  # the live replicas' ids, sorted, as of the last heartbeat
         self._heartbeat: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
 
@@ -344,8 +345,8 @@ class PostgresStore:
 
     async def join_fleet(self) -> None:
         """Registers this replica and starts its heartbeat: every HEARTBEAT_EVERY seconds it
-        says it is alive, extends the leases of the polls it has in flight and counts the
-        fleet (replicas heard from within HEARTBEAT_TIMEOUT) and the feeds it polled last."""
+        says it is alive, extends the leases of the polls it has in flight, lists the fleet
+        (replicas heard from within HEARTBEAT_TIMEOUT) and counts the feeds it polled last."""
         await self._tx(self._beat)
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="heartbeat")
 
@@ -372,10 +373,11 @@ class PostgresStore:
             "UPDATE outbox SET claimed_until = %s WHERE claimed_by = %s", (now + HEARTBEAT_TIMEOUT, self.replica_id)
         )
         await cursor.execute("DELETE FROM replicas WHERE heartbeat_at < %s", (now - REPLICA_FORGOTTEN_AFTER,))
-        await cursor.execute("SELECT count(*) FROM replicas WHERE heartbeat_at >= %s", (now - HEARTBEAT_TIMEOUT,))
-        replicas = (await cursor.fetchone())[0]
+        await cursor.execute("SELECT id FROM replicas WHERE heartbeat_at >= %s ORDER BY id", (now - HEARTBEAT_TIMEOUT,))
+        self.replicas = tuple(replica for (replica,) in await cursor.fetchall())
         await cursor.execute("SELECT count(*) FROM feeds WHERE holder = %s", (self.replica_id,))
-        self.fleet = {"replica_id": self.replica_id, "replicas": replicas, "feeds_held": (await cursor.fetchone())[0]}
+        held = (await cursor.fetchone())[0]
+        self.fleet = {"replica_id": self.replica_id, "replicas": len(self.replicas), "feeds_held": held}
 
     async def _leave(self, conn: psycopg.AsyncConnection) -> None:
         """At a clean stop: the leases this replica holds are handed back at once."""
@@ -383,11 +385,13 @@ class PostgresStore:
         await conn.execute("UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s", (self.replica_id,))
         await conn.execute("DELETE FROM replicas WHERE id = %s", (self.replica_id,))
 
-    async def claim_feed(self, url: str, interval: float) -> FeedClaim:
-        """Takes the lease on a feed whose poll is due and that no live replica holds, and
-        returns the feed's shared record; or says how long until it is due (or its lease
-        lapses). Two replicas asking at once are serialised by the row's lock: one wins.
-        The lease lasts HEARTBEAT_TIMEOUT seconds and the heartbeat extends it."""
+    async def claim_feed(self, url: str, interval: float, grace: float = 0.0) -> FeedClaim:
+        """Takes the lease on a feed whose poll is due (`grace` seconds ago; a feed never
+        polled is due at once for everyone) and that no live replica holds, and returns the
+        feed's shared record; or says how long until it is due (or, if it is due but another
+        replica is polling it, until that lease lapses). Two replicas asking at once are
+        serialised by the row's lock: one wins. `interval` is the seconds a winner holds the
+        feed as due later. The lease lasts HEARTBEAT_TIMEOUT seconds; the heartbeat extends it."""
         now = time.time()
 
         async def claim(conn: psycopg.AsyncConnection) -> FeedClaim:
@@ -397,9 +401,11 @@ class PostgresStore:
                 f"SELECT {', '.join(_FEED_COLUMNS)}, due_at, holder, lease_until FROM feeds WHERE url = %s FOR UPDATE", (url,)
             )
             *columns, due_at, holder, lease_until = await cursor.fetchone()
-            leased = lease_until is not None and lease_until > now and holder != self.replica_id
-            if leased or (due_at is not None and due_at > now):
-                return FeedClaim(wait=max(due_at or now, lease_until if leased else now) - now)
+            ready_at = now if due_at is None else due_at + grace
+            if ready_at > now:
+                return FeedClaim(wait=ready_at - now)
+            if lease_until is not None and lease_until > now and holder != self.replica_id:
+                return FeedClaim(wait=lease_until - now)
             await cursor.execute(
                 "UPDATE feeds SET holder = %s, lease_until = %s, lease_token = lease_token + 1, due_at = %s "
                 "WHERE url = %s RETURNING lease_token",
