@@ -23,7 +23,7 @@ import httpx
 import uvicorn
 
 from event_handler import EventHandler
-from rss_poller import FeedPoller, FetchError, conditional_get, fetch, make_client
+from rss_poller import FeedPoller, FetchError, fetch, make_client
 from status_monitor import __version__
 from status_monitor.config import Config, ConfigError, FeedConfig, build_config, fast_public_feeds, is_loopback_host
 from status_monitor.filters import filters_by_provider
@@ -43,7 +43,7 @@ from status_monitor.sources.catalogue import (
 )
 from status_monitor.sources.check import HEADER, OK, Unreachable, check_providers
 from status_monitor.sources.detect import Answer
-from status_monitor.storage import FeedRecord, StateError, StoreUnavailable, open_store
+from status_monitor.storage import StateError, StoreUnavailable, open_store
 from status_monitor.storage.sqlite import SQLiteStore
 from status_monitor.web.connections import ConnectionLimits, connections_allowed
 from webhook_server import WebhookReceiver, create_app
@@ -572,10 +572,7 @@ async def _check_providers(config: Config, providers: list[Provider]) -> int:
         async def get(url: str) -> Answer:
             try:
                 async with budget.lease() as lease:
-                    result = await fetch(
-                        client, conditional_get(client, httpx.URL(url), FeedRecord(url=url)),
-                        config.max_body_bytes, config.request_timeout * 1.5, lease,
-                    )
+                    result = await fetch(client, httpx.URL(url), None, config.max_body_bytes, config.request_timeout * 1.5, lease)
             except (FetchError, httpx.InvalidURL) as exc:
                 raise Unreachable(str(exc)) from None
             return Answer(result.status, result.body, result.url or url)

@@ -327,6 +327,39 @@ def test_a_plain_poll_goes_straight_to_the_transport_and_a_redirect_or_credentia
     run(scenario())
 
 
+def test_validators_that_are_not_ascii_are_stored_and_never_break_a_poll(tmp_path, feeds):
+    """RFC 9110 lets an ETag hold bytes beyond ASCII (obs-text). Whether they are UTF-8 or
+    not, and whether the poll goes straight to aiohttp or through httpx (credentials), the
+    poll succeeds, the record is stored and read back, and the next poll sends no
+    If-None-Match it could not send exactly (If-Modified-Since still makes it a 304)."""
+    body = feed("statuspage_claude_history.rss")
+    tags = {"/utf8.rss": "caf\u00e9-1".encode().decode("latin-1"), "/latin1.rss": "caf\u00e9-2", "/private.rss": "caf\u00e9-3"}
+    for path, tag in tags.items():
+        feeds.set(path, body)
+        feeds.set(path, body, etag=f'"{tag}"')  # the server sends these characters as Latin-1 bytes
+    urls = [(path.strip("/"), feeds.url(path)) for path in tags]
+    urls[2] = ("private", urls[2][1].replace("://", "://reader:secret@"))
+
+    async def scenario():
+        config = make_config(tmp_path, urls)
+        async with Rig(config) as rig:
+            await rig.cycle()
+            await rig.cycle()
+            records = {url: rig.status(url).record for _, url in urls}
+            failing = [s.last_error for s in rig.poller.feeds.values() if s.last_error]
+        async with Rig(config) as again:  # the state file holds them
+            stored = await again.store.load_feeds()
+        return records, failing, stored
+
+    records, failing, stored = run(scenario())
+    assert failing == []
+    assert [r.last_status for r in records.values()] == [304, 304, 304]
+    assert [stored[url].etag for _, url in urls] == ['"caf\u00e9-1"', '"caf\u00e9-2"', '"caf\u00e9-3"']
+    for path in tags:
+        first, second = feeds.requests_to(path)
+        assert "if-none-match" not in second.headers and second.headers["if-modified-since"]
+
+
 def test_the_transport_parses_a_url_once_and_keeps_a_bounded_number(feeds):
     """aiohttp's form of a URL is kept from one request to the next (README, Performance),
     the same with or without credentials in it, and no more than the transport's bound are
