@@ -446,8 +446,8 @@ class FeedPoller:
             status.components, status.digest = claim.components, None
         poll_lease = PollLease(claim.token)
         await self.poll(status, poll_lease)
-        if poll_lease.next_delay is None and status.feed.kind == DETECT and self.feeds.get(status.feed.url) is status:
-            try:  # detection failed: its backoff is shared like a poll's
+        if poll_lease.next_delay is None and status.feed.kind == DETECT:
+            try:  # a detection's outcome is shared like a poll's: a failure's backoff, or the page's lease handed back
                 await self._complete(status, [], poll_lease)
             except StoreUnavailable as exc:
                 self._state_unavailable(status, exc)

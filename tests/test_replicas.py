@@ -8,18 +8,20 @@ import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import RunningMonitor, free_port, make_config, run_main, start_main, wait_http
+from conftest import RunningMonitor, feed, free_port, make_config, run_main, start_main, wait_http
+from feedserver import FeedServer
 from hookreceiver import HookReceiver
 from pgserver import PASSWORD
 from test_dashboard import StreamReader
 from test_state import statuspage_rss
 
-from status_monitor.config import NotifyRoute
+from status_monitor.config import FeedConfig, NotifyRoute
 from status_monitor.model import Event
 from status_monitor.storage import OutboxItem, open_store
 from status_monitor.storage.postgres import HEARTBEAT_EVERY
@@ -158,6 +160,38 @@ def test_replicas_share_the_polls_and_announce_each_update_once(tmp_path, feeds,
     replica = stats[0]["fleet"]["replica_id"]
     assert "statusmon_replicas 2.0" in metrics
     assert f'statusmon_feeds_held{{replica="{replica}"}} ' in metrics
+
+
+def test_replicas_started_together_each_detect_the_page_roots_and_share_their_feeds(tmp_path, servers, pg_url):
+    """Four page roots (no kind), two replicas started together: whichever detects a page
+    first hands its lease back, so the other detects it too; then each polls two of the
+    four feeds found. (A replica started later reads what was found from the database.)"""
+    roots = [servers(FeedServer) for _ in range(4)]
+    for page in roots:
+        page.set("/", '<html><link rel="alternate" type="application/atom+xml" href="/history.atom"></html>',
+                 content_type="text/html")
+        page.set("/history.atom", feed("statuspage_claude_history.atom"))
+    pages = tuple(FeedConfig(f"page{n}", page.url("")) for n, page in enumerate(roots))
+
+    def feeds_of(monitor: RunningMonitor) -> dict[str, dict]:
+        return {f["url"]: f for f in httpx.get(monitor.base + "/stats").json()["feeds"]}
+
+    def detected(monitor: RunningMonitor) -> bool:
+        return [f["kind"] for f in feeds_of(monitor).values()] == ["statuspage"] * 4
+
+    def polled_over(seconds: float, *monitors: RunningMonitor) -> list[set[str]]:
+        """The feeds each replica polled in the next `seconds`."""
+        before = [feeds_of(m) for m in monitors]
+        time.sleep(seconds)
+        return [{url for url, f in feeds_of(m).items() if f["last_polled_at"] != was[url]["last_polled_at"]}
+                for m, was in zip(monitors, before)]
+
+    with RunningMonitor(replace(make_config(tmp_path, state_path=pg_url, interval=2.0), feeds=pages)) as a, \
+            RunningMonitor(replace(make_config(tmp_path, state_path=pg_url, interval=2.0), feeds=pages)) as b:
+        a.wait_for(lambda: detected(a) and detected(b), timeout=30)
+        a.wait_for(lambda: [len(p) for p in polled_over(6.6, a, b)] == [2, 2], timeout=40)
+        by_a, by_b = polled_over(6.6, a, b)
+    assert len(by_a) == len(by_b) == 2 and not by_a & by_b
 
 
 def test_a_notification_left_by_a_killed_replica_is_sent_once_by_another(tmp_path, hooks, pg_url):

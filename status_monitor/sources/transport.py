@@ -77,9 +77,9 @@ def _text(value: str) -> str:
 
 
 class PollClient(httpx.AsyncClient):
-    """httpx's client on an `AiohttpTransport`, with `get_streamed` for the poll's GET. A 304 sent
-    straight to aiohttp's pool costs about a quarter less CPU than one through httpx's
-    request and response objects (README, Performance)."""
+    """httpx's client on an `AiohttpTransport`, with `get_streamed` for the poll's GET. A 304
+    sent straight to aiohttp's pool costs about a fifth fewer instructions than one through
+    httpx's request and response objects (README, Performance)."""
 
     def __init__(self, transport: AiohttpTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)

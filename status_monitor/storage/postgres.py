@@ -63,6 +63,9 @@ EVENTS_CHANNEL = "monitor_events"  # NOTIFY channel: the payload is a committed 
 HEARTBEAT_EVERY = 5.0  # seconds between two heartbeats of a replica (they also extend its leases)
 HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat after which a replica's leases lapse
 REPLICA_FORGOTTEN_AFTER = 3600.0  # seconds after its last heartbeat a replica's row is deleted
+# A replica asking for a feed that another is polling asks again this soon (seconds): that
+# poll's outcome sets when the feed is next due.
+IN_FLIGHT_RETRY = 2.0
 
 # Each migration runs once, in order, in one transaction; never edit one that has shipped.
 MIGRATIONS: list[str] = [
@@ -388,10 +391,11 @@ class PostgresStore:
     async def claim_feed(self, url: str, interval: float, grace: float = 0.0) -> FeedClaim:
         """Takes the lease on a feed whose poll is due (`grace` seconds ago; a feed never
         polled is due at once for everyone) and that no live replica holds, and returns the
-        feed's shared record; or says how long until it is due (or, if it is due but another
-        replica is polling it, until that lease lapses). Two replicas asking at once are
-        serialised by the row's lock: one wins. `interval` is the seconds a winner holds the
-        feed as due later. The lease lasts HEARTBEAT_TIMEOUT seconds; the heartbeat extends it."""
+        feed's shared record; or says how long to wait: until it is due, or, while another
+        replica polls it, IN_FLIGHT_RETRY seconds (at most until that lease lapses). Two
+        replicas asking at once are serialised by the row's lock: one wins. A claim makes the
+        feed due again in `interval` seconds, until its outcome says when. The lease lasts
+        HEARTBEAT_TIMEOUT seconds; the heartbeat extends it."""
         now = time.time()
 
         async def claim(conn: psycopg.AsyncConnection) -> FeedClaim:
@@ -401,11 +405,11 @@ class PostgresStore:
                 f"SELECT {', '.join(_FEED_COLUMNS)}, due_at, holder, lease_until FROM feeds WHERE url = %s FOR UPDATE", (url,)
             )
             *columns, due_at, holder, lease_until = await cursor.fetchone()
+            if lease_until is not None and lease_until > now and holder != self.replica_id:
+                return FeedClaim(wait=min(IN_FLIGHT_RETRY, lease_until - now))
             ready_at = now if due_at is None else due_at + grace
             if ready_at > now:
                 return FeedClaim(wait=ready_at - now)
-            if lease_until is not None and lease_until > now and holder != self.replica_id:
-                return FeedClaim(wait=lease_until - now)
             await cursor.execute(
                 "UPDATE feeds SET holder = %s, lease_until = %s, lease_token = lease_token + 1, due_at = %s "
                 "WHERE url = %s RETURNING lease_token",
