@@ -23,6 +23,7 @@ from feedserver import FeedServer  # noqa: E402
 from pgserver import Cluster  # noqa: E402
 
 from main import Monitor  # noqa: E402
+from status_monitor import redact  # noqa: E402
 from status_monitor.config import Config, FeedConfig  # noqa: E402
 from status_monitor.model import Event  # noqa: E402
 
@@ -125,6 +126,13 @@ class Captured:
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
+
+
+@pytest.fixture(autouse=True)
+def secrets_of_this_test_only(monkeypatch):
+    """`scrub` hides the secrets this test's URLs and configs named, not those of the tests
+    before it: an earlier test's password ("secret") is an ordinary word in this one."""
+    monkeypatch.setattr(redact, "_secrets", set())
 
 
 def make_config(tmp_path: Path, feeds: list[tuple[str, str]] | None = None, **options: Any) -> Config:
