@@ -3,11 +3,11 @@
 httpx's own pool scans every connection on every request, so at 100 concurrent polls it
 spends about ten times the CPU of the request itself (encode/httpx issue 3215); aiohttp's
 pool does not. `AiohttpTransport` moves httpx's requests over that pool.
-`PollClient.get_streamed`, the poll's GET, sends a plain request straight to the pool, and only one that needs httpx
-(credentials in the URL, an answer that redirects) through httpx's client; either way its
-`Reply` is the same plain data. Bodies are decoded by the poller (`bodies`), within its
-caps. Every error is raised as an httpx one with aiohttp's (or the socket's) as its cause,
-for `plain_reason` to name.
+`PollClient.get_streamed`, the poll's GET, sends a plain request straight to the pool, and
+only one that needs httpx (credentials in the URL, an answer that redirects) through
+httpx's client; either way its `Reply` is the same plain data. Bodies are decoded by the
+poller (`bodies`), within its caps. Every error is raised as an httpx one with aiohttp's
+(or the socket's) as its cause, for `plain_reason` to name.
 """
 
 from __future__ import annotations
