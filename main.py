@@ -572,7 +572,7 @@ async def _check_providers(config: Config, providers: list[Provider]) -> int:
         async def get(url: str) -> Answer:
             try:
                 async with budget.lease() as lease:
-                    result = await fetch(client, httpx.URL(url), None, config.max_body_bytes, config.request_timeout * 1.5, lease)
+                    result = await fetch(client, httpx.URL(url), [], config.max_body_bytes, config.request_timeout * 1.5, lease)
             except (FetchError, httpx.InvalidURL) as exc:
                 raise Unreachable(str(exc)) from None
             return Answer(result.status, result.body, result.url or url)

@@ -164,15 +164,15 @@ def validators(record: FeedRecord) -> list[tuple[str, str]]:
 
 
 async def fetch(
-    client: PollClient, url: httpx.URL, record: FeedRecord | None, max_bytes: int, deadline: float, lease: Lease,
-    host: str | None = None,
+    client: PollClient, url: httpx.URL, conditional: list[tuple[str, str]], max_bytes: int, deadline: float,
+    lease: Lease, host: str | None = None,
 ) -> FetchResult:
-    """One GET of `url`, conditional on `record`'s validators (None: unconditional),
+    """One GET of `url` with the `conditional` headers (`validators`; none: unconditional),
     bounded in total time (`deadline`, seconds) and body size (`max_bytes`, decoded,
     stacked codings included: see sources.bodies); the body's memory is held under `lease`.
     `host` is the URL's host and port, when the caller has it already. Raises FetchError
     with a plain reason that names no URL."""
-    headers = [("Host", host or url.netloc.decode("ascii")), *(validators(record) if record else ())]
+    headers = [("Host", host or url.netloc.decode("ascii")), *conditional]
     try:
         async with asyncio.timeout(deadline):
             reply = await client.get_streamed(url, headers)
@@ -512,16 +512,16 @@ class FeedPoller:
                     await self._detect(status, lease)
                     return
                 started = time.perf_counter()
-                sent_validators = bool(validators(record))
+                conditional = validators(record)
                 try:
                     try:
                         result = await fetch(
-                            self._client, status.url, record, self._config.max_body_bytes,
+                            self._client, status.url, conditional, self._config.max_body_bytes,
                             self._config.request_timeout * 1.5, lease, status.host,
                         )
                     finally:
                         self.stats.latency.observe(time.perf_counter() - started)
-                    silent = await self._process(status, result, sent_validators)
+                    silent = await self._process(status, result, bool(conditional))
                 except StoreUnavailable as exc:
                     self._state_unavailable(status, exc)
                     return
@@ -576,7 +576,7 @@ class FeedPoller:
         deadline = self._config.request_timeout * 1.5
 
         async def get(url: str) -> Answer:
-            result = await fetch(self._client, httpx.URL(url), None, self._config.max_body_bytes, deadline, lease)
+            result = await fetch(self._client, httpx.URL(url), [], self._config.max_body_bytes, deadline, lease)
             return Answer(result.status, result.body, result.url or url)
 
         page = status.feed.url
